@@ -1,0 +1,105 @@
+"""The audit trail: one record per logoff, append-only, hash-chained.
+
+HIPAA 45 CFR 164.312(b) (audit controls) and NIST SP 800-53 AU-3 (content of
+audit records: what type of event, when, where, source, outcome, identity).
+Each record carries ``seq``, ``prev_hash`` and ``hash`` = SHA-256 over the
+canonical JSON of the record without ``hash``; editing, removing or reordering
+a record breaks the chain at that record. The store appends records inside the
+same transaction as the state change they describe, so a termination and its
+record are written exactly once, together.
+
+The JSON-lines file is a copy for a SIEM, kept in step with the store by
+:class:`JsonlSink` (re-synced on start, so a crash never loses a line).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .store.base import SessionStore
+
+GENESIS = "0" * 64
+
+
+def canonical(record: dict[str, Any]) -> bytes:
+    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def seal(record: dict[str, Any], seq: int, prev_hash: str) -> dict[str, Any]:
+    """The record as stored: with ``seq``, ``prev_hash`` and its own ``hash``."""
+    body = {k: v for k, v in record.items() if k not in ("seq", "prev_hash", "hash")}
+    body["seq"] = seq
+    body["prev_hash"] = prev_hash
+    body["hash"] = hashlib.sha256(canonical(body)).hexdigest()
+    return body
+
+
+def verify(records: Iterable[dict[str, Any]]) -> list[str]:
+    """Problems found in a chain, each naming the record; empty when intact."""
+    problems: list[str] = []
+    prev_hash = GENESIS
+    expected_seq = 1
+    for record in records:
+        seq = record.get("seq")
+        if seq != expected_seq:
+            problems.append(f"record seq={seq}: expected seq={expected_seq} (removed or reordered)")
+        if record.get("prev_hash") != prev_hash:
+            problems.append(f"record seq={seq}: prev_hash does not match the record before it")
+        body = {k: v for k, v in record.items() if k != "hash"}
+        if hashlib.sha256(canonical(body)).hexdigest() != record.get("hash"):
+            problems.append(f"record seq={seq}: hash mismatch (record edited)")
+        prev_hash = str(record.get("hash"))
+        expected_seq = (seq if isinstance(seq, int) else expected_seq) + 1
+    return problems
+
+
+class JsonlSink:
+    """Appends store audit records to a JSON-lines file, in order, once each."""
+
+    def __init__(self, store: SessionStore, path: str | os.PathLike[str]) -> None:
+        self._store = store
+        self._path = Path(path)
+        self._lock = threading.Lock()
+        self._written = self._last_seq_in_file()
+
+    def _last_seq_in_file(self) -> int:
+        if not self._path.exists():
+            return 0
+        last = 0
+        with self._path.open("rb") as fh:
+            for line in fh:
+                try:
+                    last = max(last, int(json.loads(line)["seq"]))
+                except (ValueError, KeyError, TypeError):
+                    continue  # a torn last line from a crash is re-written below
+        return last
+
+    def sync(self) -> int:
+        """Write every record the file lacks; returns how many were written."""
+        with self._lock:
+            lines = []
+            for entry in self._store.audit_entries(after_seq=self._written):
+                lines.append(json.dumps(entry.record, sort_keys=True) + "\n")
+                self._written = entry.seq
+            if lines:
+                with self._path.open("a", encoding="utf-8") as fh:
+                    fh.writelines(lines)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            return len(lines)
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    out = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                out.append(json.loads(line))
+    return out

@@ -1,0 +1,169 @@
+"""``oidc-idle``: the one command-line entry point.
+
+    oidc-idle serve                      the worker (settings from OIDC_IDLE_*)
+    oidc-idle demo [--idle-timeout 30s]  Keycloak + worker + two apps on loopback
+    oidc-idle keycloak start|stop|status a real Keycloak without Docker
+    oidc-idle realm apply ...            write the idle policy into the realm
+    oidc-idle audit verify|export        check or copy the audit trail
+
+Errors print one clear line (``oidc-idle: error: ...``) and exit non-zero;
+never a stack trace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from . import devkeycloak
+from .config import WorkerSettings, parse_duration_ms
+from .errors import OidcIdleError
+
+REPO_REALM_DIR = Path(__file__).resolve().parent.parent / "keycloak-realm"
+
+
+def realm_files(directory: str | None) -> list[Path]:
+    d = Path(directory) if directory else REPO_REALM_DIR
+    files = sorted(d.glob("*.json"))
+    if not files:
+        raise OidcIdleError(f"no realm export (*.json) in {d}; pass --realm-dir")
+    return files
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .worker import serve
+
+    settings = WorkerSettings.from_env()
+    serve(settings)
+    return 0
+
+
+def cmd_keycloak(args: argparse.Namespace) -> int:
+    if args.action == "start":
+        inst = devkeycloak.start(name=args.name, http_port=args.port,
+                                 management_port=args.management_port,
+                                 realm_files=realm_files(args.realm_dir))
+        print(f"Keycloak {devkeycloak.KEYCLOAK_VERSION} ready at {inst.base_url} "
+              f"(pid {inst.pid}, admin {inst.admin_user}/{inst.admin_password}, "
+              f"log {inst.log})")
+    elif args.action == "stop":
+        print("stopped" if devkeycloak.stop(args.name) else "not running")
+    else:
+        inst = devkeycloak.load(args.name)
+        if inst is None or not inst.alive():
+            print("not running")
+            return 3
+        print(f"{'ready' if inst.ready() else 'starting'} at {inst.base_url} (pid {inst.pid})")
+    return 0
+
+
+def cmd_realm_apply(args: argparse.Namespace) -> int:
+    from .policy import Policy
+    from .realm import RealmAdmin
+
+    policy = Policy(
+        idle_timeout_ms=parse_duration_ms(args.idle_timeout, key="--idle-timeout"),
+        warning_lead_ms=parse_duration_ms(args.warning_lead, key="--warning-lead"),
+        absolute_lifetime_ms=parse_duration_ms(args.absolute_lifetime,
+                                               key="--absolute-lifetime"),
+    )
+    admin = RealmAdmin(args.keycloak_url, args.realm, args.admin_user,
+                       os.environ.get("OIDC_IDLE_ADMIN_PASSWORD", args.admin_password))
+    changes = admin.apply_policy(policy)
+    if not changes:
+        print("realm already has this policy; nothing changed")
+    for key, (old, new) in changes.items():
+        print(f"{key}: {old!r} -> {new!r}")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from . import audit
+    from .store.sqlite import SQLiteStore
+
+    if not Path(args.db).exists():
+        raise OidcIdleError(f"no store at {args.db}")
+    store = SQLiteStore(args.db)
+    records = [e.record for e in store.audit_entries()]
+    if args.action == "verify":
+        problems = audit.verify(records)
+        for p in problems:
+            print(p)
+        print(f"{len(records)} records, {'chain intact' if not problems else 'CHAIN BROKEN'}")
+        return 0 if not problems else 1
+    for r in records:
+        print(json.dumps(r, sort_keys=True))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo.run import run_demo
+
+    return run_demo(idle_timeout_ms=parse_duration_ms(args.idle_timeout, key="--idle-timeout"),
+                    realm_dir=args.realm_dir, keycloak_port=args.keycloak_port)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="oidc-idle", description=__doc__.split("\n\n")[0])
+    p.add_argument("--log-level", default=os.environ.get("OIDC_IDLE_LOG_LEVEL", "INFO"))
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("serve", help="run the worker (configured by OIDC_IDLE_* variables)")
+
+    d = sub.add_parser("demo", help="Keycloak, the worker and two apps on loopback")
+    d.add_argument("--idle-timeout", default="15m", help="e.g. 30s for a quick try (default 15m)")
+    d.add_argument("--realm-dir", default=None)
+    d.add_argument("--keycloak-port", type=int, default=8080)
+
+    k = sub.add_parser("keycloak", help="a real Keycloak on loopback, no Docker")
+    k.add_argument("action", choices=["start", "stop", "status"])
+    k.add_argument("--name", default="default")
+    k.add_argument("--port", type=int, default=8080)
+    k.add_argument("--management-port", type=int, default=9000)
+    k.add_argument("--realm-dir", default=None)
+
+    r = sub.add_parser("realm", help="realm operations")
+    r_sub = r.add_subparsers(dest="realm_action", required=True)
+    ra = r_sub.add_parser("apply", help="write the idle policy into the realm")
+    ra.add_argument("--keycloak-url", default="http://127.0.0.1:8080")
+    ra.add_argument("--realm", default="demo")
+    ra.add_argument("--admin-user", default="admin")
+    ra.add_argument("--admin-password", default="admin",
+                    help="or set OIDC_IDLE_ADMIN_PASSWORD")
+    ra.add_argument("--idle-timeout", default="15m")
+    ra.add_argument("--warning-lead", default="2m")
+    ra.add_argument("--absolute-lifetime", default="12h")
+
+    a = sub.add_parser("audit", help="check or export the audit trail")
+    a.add_argument("action", choices=["verify", "export"])
+    a.add_argument("--db", default=os.environ.get("OIDC_IDLE_DB", "oidc-idle.db"))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    _logging(args.log_level)
+    handlers = {"serve": cmd_serve, "demo": cmd_demo, "keycloak": cmd_keycloak,
+                "realm": cmd_realm_apply, "audit": cmd_audit}
+    try:
+        return handlers[args.command](args)
+    except OidcIdleError as exc:
+        print(f"oidc-idle: error: {exc.description}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The demo: Keycloak, the worker and two relying-party apps on loopback."""

@@ -1,0 +1,150 @@
+"""The enforcer: a sweep that ends every due session, exactly once.
+
+HIPAA 45 CFR 164.312(a)(2)(iii) asks for automatic logoff; NIST SP 800-53
+AC-12 for *termination* of the session, not hiding a page. So a due session is
+deleted at Keycloak (its refresh tokens die), audited, and each of its apps is
+owed a back-channel logout (the outbox; see ``notifier``).
+
+Exactly once: ``claim_due`` moves due sessions to ``terminating`` under a
+lease, atomically; only the lease holder can ``finish_termination``, which
+writes the state, the audit record and the outbox rows in one transaction. A
+sweep that dies mid-way leaves ``terminating`` rows whose lease runs out and
+which the next sweep claims again. Keycloak deletion is idempotent (404 is
+success), so a repeat after a crash is harmless.
+
+If Keycloak is down the session stays ``terminating`` with a backed-off
+lease; the API reports it dead meanwhile (fail closed).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from .clients import ClientRegistry
+from .clock import Clock, iso_ms
+from .errors import KeycloakError
+from .keycloak import Keycloak
+from .policy import Policy
+from .store.base import NewNotification, SessionRecord, SessionStore
+
+log = logging.getLogger("oidc_idle.enforcer")
+
+REASON_TYPES = {
+    "idle_timeout": "automatic_logoff",
+    "absolute_timeout": "absolute_timeout",
+    "user_logout": "user_logout",
+}
+
+
+def termination_reason(rec: SessionRecord, policy: Policy) -> str:
+    if rec.reason:
+        return rec.reason
+    if rec.deadline >= rec.started_at + policy.absolute_lifetime_ms:
+        return "absolute_timeout"
+    return "idle_timeout"
+
+
+def keycloak_retry_delay_ms(attempts: int) -> int:
+    """Backoff for Keycloak deletion: 1 s, 2 s, 4 s ... capped at 30 s."""
+    return min(30_000, 1000 * 2 ** max(0, attempts - 1))
+
+
+class Enforcer:
+    def __init__(self, *, store: SessionStore, keycloak: Keycloak, clients: ClientRegistry,
+                 policy: Callable[[], Policy], clock: Clock, owner: str, realm: str,
+                 issuer: str, lease_ms: int, notification_ttl_ms: int,
+                 on_audit: Callable[[], Any] = lambda: None, parallelism: int = 4) -> None:
+        self._store = store
+        self._kc = keycloak
+        self._clients = clients
+        self._policy = policy
+        self._clock = clock
+        self._owner = owner
+        self._realm = realm
+        self._issuer = issuer
+        self._lease = lease_ms
+        self._ttl = notification_ttl_ms
+        self._on_audit = on_audit
+        self._pool = ThreadPoolExecutor(parallelism, thread_name_prefix="oidc-idle-terminate")
+
+    def sweep(self, limit: int = 1000) -> int:
+        """Claim and terminate what is due now; returns how many were finished."""
+        claimed = self._store.claim_due(self._clock.now_ms(), self._owner, self._lease, limit)
+        if not claimed:
+            return 0
+        finished = sum(1 for ok in self._pool.map(self._terminate, claimed) if ok)
+        if finished:
+            self._on_audit()
+        return finished
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _terminate(self, rec: SessionRecord) -> bool:
+        try:
+            return self._terminate_one(rec)
+        except Exception:  # one bad session must not stop the sweep; its lease will run out
+            log.exception("termination of sid=%s failed; it will be retried", rec.sid)
+            return False
+
+    def _terminate_one(self, rec: SessionRecord) -> bool:
+        policy = self._policy()
+        kc_clients: tuple[str, ...] = ()
+        try:
+            # Read the session's clients *before* deleting it: afterwards Keycloak
+            # no longer knows who took part, and every app must be told.
+            kc_session = self._kc.user_session(rec.sub, rec.sid)
+            if kc_session is not None:
+                kc_clients = kc_session.clients
+            result = self._kc.delete_session(rec.sid)
+        except KeycloakError as exc:
+            retry_at = self._clock.now_ms() + keycloak_retry_delay_ms(rec.attempts)
+            self._store.defer_termination(rec.sid, self._owner, retry_at, exc.description)
+            log.warning("Keycloak refused or unreachable for sid=%s (attempt %d): %s; "
+                        "retry at %s", rec.sid, rec.attempts, exc.description, iso_ms(retry_at))
+            return False
+        now = self._clock.now_ms()
+        clients = sorted(set(rec.clients) | set(kc_clients))
+        notifications, unreachable = [], []
+        for client_id in clients:
+            try:
+                info = self._clients.get(client_id)
+            except Exception as exc:  # registry unreachable and nothing cached
+                info = None
+                log.warning("no record of client %s: %s", client_id, exc)
+            if info is not None and info.backchannel_url:
+                notifications.append(NewNotification(client_id, info.backchannel_url))
+            else:
+                unreachable.append(client_id)
+        reason = termination_reason(rec, policy)
+        record = {
+            "event": "session.terminated",
+            "type": REASON_TYPES.get(reason, reason),
+            "reason": reason,
+            "deadline": iso_ms(rec.deadline),
+            "deadline_ms": rec.deadline,
+            "terminated_at": iso_ms(now),
+            "terminated_at_ms": now,
+            "lag_ms": now - rec.deadline,
+            "last_activity_at": iso_ms(rec.last_activity_at),
+            "started_at": iso_ms(rec.started_at),
+            "where": {"realm": self._realm, "issuer": self._issuer, "worker": self._owner},
+            "source": {"policy": policy.as_audit()},
+            "outcome": {
+                "keycloak": {"result": result, "attempts": rec.attempts},
+                "notify": [n.client_id for n in notifications],
+                "no_backchannel_url": unreachable,
+            },
+            "identity": {"sub": rec.sub, "sid": rec.sid, "clients": clients},
+        }
+        seq = self._store.finish_termination(rec.sid, self._owner, now, record, notifications,
+                                             self._ttl)
+        if seq is None:
+            log.info("sid=%s was finished by another sweep; nothing written", rec.sid)
+            return False
+        log.info("terminated sid=%s sub=%s reason=%s deadline=%s lag_ms=%d keycloak=%s",
+                 rec.sid, rec.sub, reason, iso_ms(rec.deadline), now - rec.deadline, result)
+        return True

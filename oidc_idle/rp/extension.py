@@ -1,0 +1,422 @@
+"""``OidcIdle``: the Flask extension an app adds to join the realm's idle policy.
+
+    app = Flask(__name__)
+    app.config.update(OIDC_IDLE_ISSUER=..., OIDC_IDLE_CLIENT_ID=..., ...)
+    OidcIdle(app)                    # or idle = OidcIdle(); idle.init_app(app)
+
+Every endpoint then requires a live SSO session (fail closed; list exceptions
+in ``OIDC_IDLE_PUBLIC_ENDPOINTS``). Login is the authorization-code flow with
+PKCE (RFC 7636) through authlib. User-initiated requests are reported to the
+worker as activity; requests the app marks passive (``X-OIDC-Idle-Passive``
+header, ``OIDC_IDLE_PASSIVE_ENDPOINTS``) and token refreshes are reported as
+passive kinds, which never reset the clock (NIST SP 800-63B §7.2).
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from typing import Any
+from urllib.parse import urlencode, urlparse
+
+import requests
+from authlib.integrations.flask_client import OAuth
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    current_app,
+    jsonify,
+    redirect,
+    request,
+    session,
+    url_for,
+)
+
+from .. import logout_token
+from ..clock import Clock, SystemClock, iso_ms
+from ..errors import InvalidLogoutToken, StoreError
+from ..keys import RemoteKeySet
+from ..policy import COUNTED_KINDS
+from .pages import SIGNED_OUT_HTML, UNAVAILABLE_HTML
+from .reporter import Reporter, ServiceToken, WorkerClient, result_deadline
+from .sessions import IDENT_KEY, ServerSessionInterface
+from .settings import RpSettings
+from .store import Deadline, RpStore
+
+log = logging.getLogger("oidc_idle.rp")
+
+EXT_KEY = "oidc_idle"
+PASSIVE_HEADER = "X-OIDC-Idle-Passive"
+TOKENS_KEY = "oidc_idle_tokens"
+NEXT_KEY = "oidc_idle_next"
+
+bp = Blueprint("oidc_idle", __name__, url_prefix="/oidc-idle", static_folder="static")
+
+
+class _State:
+    """Per-app state, kept in ``app.extensions["oidc_idle"]`` (never on ``self``)."""
+
+    def __init__(self, app: Flask, settings: RpSettings, clock: Clock) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.store = RpStore(settings.session_db)
+        self.http = requests.Session()
+        timeout = settings.worker_timeout_ms / 1000
+        self.oauth = OAuth(app)
+        self.oidc = self.oauth.register(
+            "keycloak", client_id=settings.client_id, client_secret=settings.client_secret,
+            server_metadata_url=f"{settings.issuer}/.well-known/openid-configuration",
+            client_kwargs={"scope": "openid", "code_challenge_method": "S256"},
+        )
+        self.token = ServiceToken(self._token_url, settings.client_id, settings.client_secret,
+                                  self.http, timeout)
+        self.worker = WorkerClient(settings.worker_url, self.token, self.http, timeout)
+        self.reporter = Reporter(self.worker, clock, self.on_result, self.on_contact,
+                                 max_queue=settings.report_queue_max,
+                                 interval_s=settings.report_interval_ms / 1000)
+        self.trusted = {
+            settings.issuer: logout_token.TrustedIssuer(
+                settings.issuer,
+                RemoteKeySet(f"{settings.issuer}/protocol/openid-connect/certs",
+                             min_refresh_s=5)),
+            settings.worker_issuer: logout_token.TrustedIssuer(
+                settings.worker_issuer,
+                RemoteKeySet(f"{settings.worker_url}/.well-known/jwks.json", min_refresh_s=5),
+                speaks_for=settings.issuer),
+        }
+
+    def _token_url(self) -> str:
+        return str(self.oidc.load_server_metadata()["token_endpoint"])
+
+    # -- answers from the worker ------------------------------------------
+    def on_contact(self, now: int) -> None:
+        self.store.set_meta("worker_contact", str(now))
+
+    def on_result(self, result: dict[str, Any], now: int) -> None:
+        sid = result.get("sid")
+        if not isinstance(sid, str):
+            return
+        if result.get("error") == "unknown_session":
+            # Keycloak does not know this session with this app: it is over.
+            self.end_local(sid, "unknown to Keycloak")
+            return
+        dl = result_deadline(result)
+        if dl is None:
+            return
+        state = str(result.get("state", "active"))
+        self.store.set_deadline(Deadline(sid, state, dl[0], dl[1], now))
+        if state != "active":
+            self.end_local(sid, f"worker says {state}")
+
+    def end_local(self, sid: str, why: str) -> int:
+        n = self.store.kill_sid(sid)
+        if n:
+            log.info("ended %d local session(s) for sid=%s: %s", n, sid, why)
+        return n
+
+    def refresh_status(self, sid: str) -> bool | None:
+        """Ask the worker (a passive read); True alive, False dead, None unreachable."""
+        try:
+            resp = self.worker.call("GET", f"/v1/sessions/{sid}")
+        except Exception as exc:
+            log.warning("worker unreachable for the deadline check of sid=%s: %s", sid, exc)
+            return None
+        now = self.clock.now_ms()
+        if resp.status_code == 404:
+            self.on_contact(now)
+            return False
+        if resp.status_code != 200:
+            return None
+        self.on_contact(now)
+        body = resp.json()
+        self.on_result(body, now)
+        return bool(body.get("alive"))
+
+
+def _state() -> _State:
+    return current_app.extensions[EXT_KEY]  # type: ignore[no-any-return]
+
+
+class OidcIdle:
+    """The Flask extension (``OidcIdle(app)`` or ``init_app(app)``)."""
+
+    def __init__(self, app: Flask | None = None, *, clock: Clock | None = None) -> None:
+        self._clock = clock or SystemClock()
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        settings = RpSettings.from_config(app.config, app.instance_path)
+        if "OIDC_IDLE_SESSION_DB" not in app.config:
+            import os
+
+            os.makedirs(app.instance_path, exist_ok=True)
+        state = _State(app, settings, self._clock)
+        app.extensions[EXT_KEY] = state
+        app.session_interface = ServerSessionInterface(state.store, settings.session_cookie,
+                                                       settings.cookie_secure, self._clock)
+        app.register_blueprint(bp)
+        app.before_request(_guard)
+
+    # -- helpers for apps --------------------------------------------------
+    @staticmethod
+    def user() -> dict[str, Any] | None:
+        """The signed-in identity (``sid``, ``sub``, ``iss``, ``name``), or None."""
+        ident = session.get(IDENT_KEY)
+        return dict(ident) if ident else None
+
+    @staticmethod
+    def refresh_tokens() -> dict[str, Any]:
+        """Refresh this session's tokens at Keycloak. Reported as ``token_refresh``,
+        which never resets the idle clock: a refresh proves a tab is open, not that a
+        person is there (NIST SP 800-63B §7.2)."""
+        st = _state()
+        ident, tokens = session[IDENT_KEY], session[TOKENS_KEY]
+        resp = st.http.post(st._token_url(), data={
+            "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"],
+            "client_id": st.settings.client_id, "client_secret": st.settings.client_secret,
+        }, timeout=st.settings.worker_timeout_ms / 1000)
+        st.reporter.report(ident["sid"], ident["sub"], "token_refresh")
+        if resp.status_code != 200:
+            return {"ok": False, "status": resp.status_code, "error": resp.json().get("error")}
+        body = resp.json()
+        session[TOKENS_KEY] = {**tokens, **{k: body[k] for k in
+                                             ("access_token", "refresh_token") if k in body}}
+        return {"ok": True}
+
+    @staticmethod
+    def reporter() -> Reporter:
+        return _state().reporter
+
+
+# -- the guard: fail closed on every request ---------------------------------
+
+def _is_passive() -> bool:
+    st = _state()
+    return (request.headers.get(PASSIVE_HEADER) == "1"
+            or request.endpoint in st.settings.passive_endpoints
+            or request.endpoint == "oidc_idle.status")
+
+
+def _guard() -> Response | None:
+    st = _state()
+    endpoint = request.endpoint or ""
+    if endpoint.startswith("oidc_idle.") and endpoint not in ("oidc_idle.status",
+                                                              "oidc_idle.activity"):
+        return None
+    if endpoint in st.settings.public_endpoints:
+        return None
+    try:
+        ident = session.get(IDENT_KEY)
+    except StoreError:
+        return _unavailable("the session store is unavailable")
+    if not ident:
+        return _to_login()
+    now = st.clock.now_ms()
+    sid = ident["sid"]
+    dl = st.store.deadline(sid)
+    if dl is not None and dl.state != "active":
+        st.end_local(sid, f"known {dl.state}")
+        session.clear()
+        return _to_login()
+    # DESIGN.md invariant: a relying party never serves a request on a session whose
+    # deadline has passed, whether or not the back-channel call arrived. A stale
+    # cache (another app may have moved the shared clock) is checked with the worker.
+    stale = (dl is None and now - ident.get("login_at", 0) > st.settings.fail_closed_after_ms) \
+        or (dl is not None and (dl.deadline <= now
+                                or now - dl.updated_at > st.settings.fail_closed_after_ms))
+    if stale:
+        alive = st.refresh_status(sid)
+        if alive is None:
+            return _unavailable("the idle-timeout service cannot confirm your session")
+        if not alive:
+            st.end_local(sid, "deadline passed")
+            session.clear()
+            return _to_login()
+    if endpoint == "oidc_idle.activity":
+        return None
+    st.reporter.report(sid, ident["sub"], "poll" if _is_passive() else "request", now)
+    return None
+
+
+def _to_login() -> Response:
+    if request.endpoint in ("oidc_idle.status", "oidc_idle.activity") or \
+            request.headers.get(PASSIVE_HEADER) == "1" or request.is_json:
+        resp = jsonify({"state": "signed_out", "login": url_for("oidc_idle.login")})
+        resp.status_code = 401
+        resp.headers["Cache-Control"] = "no-store"
+        return resp
+    return redirect(url_for("oidc_idle.login", next=request.full_path.rstrip("?")))
+
+
+def _unavailable(why: str) -> Response:
+    resp = Response(UNAVAILABLE_HTML.replace("{why}", why), status=503, mimetype="text/html")
+    resp.headers["Cache-Control"] = "no-store"
+    resp.headers["Retry-After"] = "5"
+    return resp
+
+
+def _safe_next(value: str | None) -> str:
+    """Only same-site relative paths: never an open redirect."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/"
+    parsed = urlparse(value)
+    return value if not parsed.scheme and not parsed.netloc else "/"
+
+
+# -- endpoints -----------------------------------------------------------------
+
+@bp.get("/login")
+def login() -> Any:
+    st = _state()
+    session.clear()
+    session[NEXT_KEY] = _safe_next(request.args.get("next"))
+    return st.oidc.authorize_redirect(url_for("oidc_idle.callback", _external=True))
+
+
+@bp.get("/callback")
+def callback() -> Any:
+    st = _state()
+    if "error" in request.args:
+        return Response(f"login failed: {request.args.get('error')}", status=400,
+                        mimetype="text/plain")
+    try:
+        token = st.oidc.authorize_access_token()
+    except Exception as exc:  # authlib raises several types for bad state, codes, tokens
+        log.warning("login callback rejected: %s", exc)
+        return Response("login failed: the login response could not be verified; "
+                        "please start again", status=400, mimetype="text/plain")
+    claims = token.get("userinfo") or {}
+    sid, sub = claims.get("sid"), claims.get("sub")
+    if not sid or not sub:
+        return Response("login failed: the ID token has no sid/sub (enable the 'basic' "
+                        "scope in Keycloak)", status=400, mimetype="text/plain")
+    nxt = session.get(NEXT_KEY, "/")
+    session.clear()
+    session.regenerate()  # type: ignore[attr-defined]
+    now = st.clock.now_ms()
+    session[IDENT_KEY] = {"sid": sid, "sub": sub, "iss": claims.get("iss"),
+                          "name": claims.get("preferred_username") or sub, "login_at": now}
+    session[TOKENS_KEY] = {k: token.get(k) for k in
+                           ("access_token", "refresh_token", "id_token", "expires_at")}
+    st.reporter.report(sid, sub, "navigation", now)
+    return redirect(_safe_next(nxt))
+
+
+@bp.route("/logout", methods=["GET", "POST"])
+def logout() -> Any:
+    st = _state()
+    ident = session.get(IDENT_KEY)
+    tokens = session.get(TOKENS_KEY) or {}
+    session.clear()
+    signed_out = url_for("oidc_idle.signed_out", why="logout", _external=True)
+    if not ident:
+        return redirect(signed_out)
+    st.end_local(ident["sid"], "user logout")
+    try:
+        st.worker.call("DELETE", f"/v1/sessions/{ident['sid']}")
+    except Exception as exc:  # Keycloak's end-session below still logs the user out
+        log.warning("worker unreachable for user logout of sid=%s: %s", ident["sid"], exc)
+    end = st.oidc.load_server_metadata().get("end_session_endpoint")
+    if not end:
+        return redirect(signed_out)
+    query = {"client_id": st.settings.client_id, "post_logout_redirect_uri": signed_out}
+    if tokens.get("id_token"):
+        query["id_token_hint"] = tokens["id_token"]
+    return redirect(f"{end}?{urlencode(query)}")
+
+
+@bp.get("/signed-out")
+def signed_out() -> Response:
+    st = _state()
+    why = {"idle": "you were signed out after a period of inactivity",
+           "logout": "you signed out"}.get(request.args.get("why", "idle"),
+                                           "your session ended")
+    html = (SIGNED_OUT_HTML.replace("{why}", why)
+            .replace("{login}", url_for("oidc_idle.login"))
+            .replace("{keys}", ",".join(st.settings.clear_storage_keys))
+            .replace("{script}", url_for("oidc_idle.static", filename="oidc-idle.js")))
+    resp = Response(html, mimetype="text/html")
+    resp.headers["Cache-Control"] = "no-store"
+    resp.headers["Clear-Site-Data"] = '"cache", "storage"'
+    return resp
+
+
+@bp.post("/backchannel-logout")
+def backchannel_logout() -> Response:
+    """OIDC Back-Channel Logout 1.0 §2.5-§2.8: form POST, 200 or 400, never cached."""
+    st = _state()
+    token = request.form.get("logout_token")
+    now_s = st.clock.now_ms() // 1000
+    try:
+        if not token:
+            raise InvalidLogoutToken("missing logout_token form parameter")
+        req = logout_token.validate(
+            token, trusted=st.trusted, audience=st.settings.client_id, now_s=now_s,
+            skew_s=st.settings.clock_skew_ms // 1000,
+            max_age_s=st.settings.logout_token_max_age_ms // 1000,
+            seen_jti=partial(_seen_jti, st, now_s))
+        if req.sid:
+            ended = st.end_local(req.sid, f"back-channel logout from {req.issuer.issuer}")
+            now = st.clock.now_ms()
+            st.store.set_deadline(Deadline(req.sid, "terminated", now, now, now))
+        else:
+            assert req.sub is not None
+            ended = st.store.kill_sub(req.issuer.session_issuer, req.sub)
+    except InvalidLogoutToken as exc:
+        log.warning("back-channel logout rejected: %s", exc.description)
+        return _bcl(400, {"error": "invalid_request", "error_description": exc.description})
+    except StoreError as exc:
+        # §2.8: "If the logout request cannot be processed ... 400"; the sender retries.
+        log.error("back-channel logout could not end sessions: %s", exc.description)
+        return _bcl(400, {"error": "temporarily_unavailable",
+                          "error_description": "the session store failed"})
+    # §2.8: success also when the session is already gone (a duplicate notice).
+    return _bcl(200, {"ended": ended})
+
+
+def _seen_jti(st: _State, now_s: int, iss: str, jti: str, exp: int) -> bool:
+    return st.store.seen_jti(iss, jti, exp, now_s)
+
+
+def _bcl(status: int, body: dict[str, Any]) -> Response:
+    resp = jsonify(body)
+    resp.status_code = status
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+@bp.get("/status")
+def status() -> Response:
+    """Passive: what the browser snippet polls. Reading it is never activity."""
+    st = _state()
+    ident = session[IDENT_KEY]
+    dl = st.store.deadline(ident["sid"])
+    now = st.clock.now_ms()
+    body: dict[str, Any] = {"state": "active", "now": iso_ms(now), "user": ident.get("name")}
+    if dl is not None:
+        body.update(deadline=iso_ms(dl.deadline), warn_at=iso_ms(dl.warn_at),
+                    seconds_left=max(0.0, (dl.deadline - now) / 1000))
+    resp = jsonify(body)
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+@bp.post("/activity")
+def activity() -> Response:
+    """Interactions the snippet saw (keys, clicks, scrolls, touches): counted."""
+    st = _state()
+    ident = session[IDENT_KEY]
+    data = request.get_json(silent=True)
+    kinds = data.get("kinds") if isinstance(data, dict) else None
+    if not isinstance(kinds, list) or not kinds or len(kinds) > 20 or \
+            not all(k in COUNTED_KINDS and k != "request" for k in kinds):
+        resp = jsonify({"error": "invalid_request",
+                        "error_description": "kinds must list counted interaction kinds"})
+        resp.status_code = 400
+        return resp
+    now = st.clock.now_ms()
+    for kind in dict.fromkeys(kinds):
+        st.reporter.report(ident["sid"], ident["sub"], kind, now)
+    return Response(status=204)

@@ -1,0 +1,27 @@
+"""Session stores: the interface and its backends."""
+
+from .base import (
+    ACTIVE,
+    TERMINATED,
+    TERMINATING,
+    AuditEntry,
+    ClientRecord,
+    NewNotification,
+    Notification,
+    SessionRecord,
+    SessionStore,
+)
+from .sqlite import SQLiteStore
+
+__all__ = [
+    "ACTIVE",
+    "TERMINATED",
+    "TERMINATING",
+    "AuditEntry",
+    "ClientRecord",
+    "NewNotification",
+    "Notification",
+    "SQLiteStore",
+    "SessionRecord",
+    "SessionStore",
+]

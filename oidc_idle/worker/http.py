@@ -1,0 +1,127 @@
+"""The worker's HTTP API (v1), a thin Flask layer over :class:`Worker`.
+
+Errors are ``application/problem+json`` (RFC 9457); no stack trace ever
+reaches a client. See DESIGN.md, "Worker HTTP API (v1)".
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from ..errors import InvalidInput, KeycloakError, OidcIdleError, StoreError
+from .auth import BearerAuth
+from .service import Worker
+
+log = logging.getLogger("oidc_idle.worker.http")
+
+MAX_BODY = 1 << 20
+
+
+def problem(status: int, error: str, detail: str, **extra: Any) -> Response:
+    body = {"type": f"urn:oidc-idle:error:{error}", "title": error.replace("_", " "),
+            "status": status, "detail": detail, **extra}
+    resp = jsonify(body)
+    resp.status_code = status
+    resp.mimetype = "application/problem+json"
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def create_app(worker: Worker, auth: BearerAuth) -> Flask:
+    app = Flask("oidc_idle.worker")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY
+    app.extensions["oidc_idle_worker"] = worker
+
+    @app.errorhandler(OidcIdleError)
+    def _oidc_idle_error(exc: OidcIdleError) -> Response:
+        return problem(exc.status, exc.error, exc.description,
+                       **{k: v for k, v in exc.to_problem().items()
+                          if k not in ("type", "title", "status", "detail")})
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Response:
+        code = exc.code or 500
+        return problem(code, (exc.name or "error").lower().replace(" ", "_"),
+                       exc.description or exc.name or "error")
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return problem(500, "internal_error", "the worker failed; see its log")
+
+    def caller() -> str:
+        return auth.client_id(request.headers.get("Authorization"))
+
+    def json_body() -> Any:
+        if not request.mimetype == "application/json":
+            raise InvalidInput("Content-Type must be application/json", error="unsupported_media")
+        data = request.get_json(silent=True)
+        if data is None:
+            raise InvalidInput("body is not valid JSON", error="malformed_json")
+        return data
+
+    @app.post("/v1/activity")
+    def activity() -> Response:
+        client_id = caller()
+        results = worker.ingest(client_id, json_body())
+        return _no_store(jsonify({"results": results}))
+
+    @app.get("/v1/sessions/<sid>")
+    def get_session(sid: str) -> Response:
+        return _no_store(jsonify(worker.status(caller(), sid)))
+
+    @app.delete("/v1/sessions/<sid>")
+    def delete_session(sid: str) -> Response:
+        resp = jsonify(worker.logout(caller(), sid))
+        resp.status_code = 202
+        return _no_store(resp)
+
+    @app.get("/v1/policy")
+    def policy() -> Response:
+        caller()
+        p = worker.policy()
+        return _no_store(jsonify({
+            "idle_timeout_s": p.idle_timeout_ms / 1000,
+            "warning_lead_s": p.warning_lead_ms / 1000,
+            "absolute_lifetime_s": p.absolute_lifetime_ms / 1000,
+            "counted_kinds": sorted(p.counted_kinds),
+        }))
+
+    @app.get("/.well-known/jwks.json")
+    def jwks() -> Response:
+        resp = jsonify(worker.keys.jwks())
+        resp.headers["Cache-Control"] = "public, max-age=60"
+        return resp
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return jsonify({"status": "ok"})
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        checks: dict[str, str] = {}
+        try:
+            worker.store.ping()
+            checks["store"] = "ok"
+        except StoreError as exc:
+            checks["store"] = exc.description
+        try:
+            worker.keycloak.ping()
+            checks["keycloak"] = "ok"
+        except KeycloakError as exc:
+            checks["keycloak"] = exc.description
+        ok = all(v == "ok" for v in checks.values())
+        resp = jsonify({"status": "ready" if ok else "not_ready", "checks": checks})
+        resp.status_code = 200 if ok else 503
+        return resp
+
+    return app
+
+
+def _no_store(resp: Response) -> Response:
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
