@@ -60,11 +60,12 @@ def cmd_keycloak(args: argparse.Namespace) -> int:
     elif args.action == "stop":
         print("stopped" if devkeycloak.stop(args.name) else "not running")
     else:
-        inst = devkeycloak.load(args.name)
-        if inst is None or not inst.alive():
+        found = devkeycloak.load(args.name)
+        if found is None or not found.alive():
             print("not running")
             return 3
-        print(f"{'ready' if inst.ready() else 'starting'} at {inst.base_url} (pid {inst.pid})")
+        print(f"{'ready' if found.ready() else 'starting'} at {found.base_url} "
+              f"(pid {found.pid})")
     return 0
 
 

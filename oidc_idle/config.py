@@ -31,11 +31,11 @@ def parse_duration_ms(text: str | int | float, *, key: str = "duration") -> int:
     if isinstance(text, bool):
         raise ConfigError(f"{key}: expected a duration like 30s or 15m, got {text!r}", key=key)
     if isinstance(text, int | float):
-        return int(round(float(text) * 1000))
+        return round(float(text) * 1000)
     m = _DURATION.match(str(text))
     if not m:
         raise ConfigError(f"{key}: expected a duration like 30s or 15m, got {text!r}", key=key)
-    return int(round(float(m.group(1)) * _UNIT_MS[m.group(2)]))
+    return round(float(m.group(1)) * _UNIT_MS[m.group(2)])
 
 
 def _url(env: Mapping[str, str], key: str, default: str | None = None) -> str:
@@ -62,7 +62,8 @@ def _int(env: Mapping[str, str], key: str, default: int, minimum: int = 1) -> in
     try:
         value = int(raw)
     except ValueError:
-        raise ConfigError(f"{PREFIX}{key}: expected an integer, got {raw!r}", key=PREFIX + key)
+        raise ConfigError(f"{PREFIX}{key}: expected an integer, got {raw!r}",
+                          key=PREFIX + key) from None
     if value < minimum:
         raise ConfigError(f"{PREFIX}{key} must be >= {minimum}, got {value}", key=PREFIX + key)
     return value
@@ -122,7 +123,7 @@ class WorkerSettings:
                 raise ValueError
         except ValueError:
             raise ConfigError(f"{PREFIX}BIND: expected host:port, got {bind!r}",
-                              key=PREFIX + "BIND")
+                              key=PREFIX + "BIND") from None
         public_url = _url(env, "PUBLIC_URL", f"http://{host}:{port}")
         settings = cls(
             keycloak_url=keycloak_url,

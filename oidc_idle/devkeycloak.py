@@ -11,6 +11,7 @@ files given, and is ready when the management port's ``/health/ready`` says so.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -221,18 +222,14 @@ def stop(name: str = "default", timeout_s: float = 30.0) -> bool:
         if inst is not None:
             _state_file(name).unlink(missing_ok=True)
         return False
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(inst.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
     end = time.monotonic() + timeout_s
     while time.monotonic() < end and inst.alive():
         time.sleep(0.2)
     if inst.alive():
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(inst.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     _state_file(name).unlink(missing_ok=True)
     return True
 

@@ -95,10 +95,11 @@ class Policy:
             try:
                 value = float(str(raw))
             except ValueError:
-                raise PolicyError(f"{attr}: expected seconds, got {raw!r}", attribute=attr)
+                raise PolicyError(f"{attr}: expected seconds, got {raw!r}",
+                                  attribute=attr) from None
             if value != value or value in (float("inf"), float("-inf")):
                 raise PolicyError(f"{attr}: expected seconds, got {raw!r}", attribute=attr)
-            return int(round(value * 1000))
+            return round(value * 1000)
 
         kinds_raw = attributes.get(ATTR_KINDS)
         kinds = defaults.counted_kinds

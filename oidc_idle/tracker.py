@@ -80,7 +80,7 @@ def _parse_event(i: int, raw: Any, now: int, skew: int) -> ActivityEvent:
             at = parse_iso_ms(at_raw)
         except (ValueError, TypeError, OverflowError):
             raise InvalidInput(f"{where}.at: expected an RFC 3339 timestamp with offset, "
-                               f"got {at_raw!r}", pointer=f"/events/{i}/at")
+                               f"got {at_raw!r}", pointer=f"/events/{i}/at") from None
         if at > now + skew:
             raise InvalidInput(
                 f"{where}.at: {at_raw} is {at - now} ms in the future, beyond the allowed "

@@ -28,11 +28,14 @@ table{{border-collapse:collapse}} td{{padding:.2rem .6rem;border-bottom:1px soli
 <p>Signed in as <strong id="user">{user}</strong>. SSO session <code id="sid">{sid}</code>.</p>
 <p>Idle deadline: <span id="deadline">{deadline}</span>. Every click, key press or scroll here
 counts as activity; this page's status polls do not.</p>
-<table aria-label="Demo patient records"><tr><td>Jane Roe</td><td>MRN 0042</td><td>Allergy: penicillin</td></tr>
+<table aria-label="Demo patient records">
+<tr><td>Jane Roe</td><td>MRN 0042</td><td>Allergy: penicillin</td></tr>
 <tr><td>John Doe</td><td>MRN 0043</td><td>BP 128/82</td></tr></table>
 <p><a href="{logout}">Sign out</a></p>
 <script src="{script}" data-clear="demo-access-token"></script>
-<script>try {{ localStorage.setItem("demo-access-token", "demo-token-for-{client}"); }} catch (e) {{}}</script>
+<script>
+try {{ localStorage.setItem("demo-access-token", "demo-token-for-{client}"); }} catch (e) {{}}
+</script>
 </body></html>
 """
 

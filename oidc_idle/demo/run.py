@@ -43,7 +43,8 @@ def run_demo(*, idle_timeout_ms: int, realm_dir: str | None, keycloak_port: int)
                                    session_db=run_dir / f"{client_id}.db",
                                    log=run_dir / f"{client_id}.log"))
         print(f"""
-oidc-idle demo is running (idle timeout {idle_timeout_ms / 1000:g} s, warning {lead / 1000:g} s before).
+oidc-idle demo is running (idle timeout {idle_timeout_ms / 1000:g} s,
+warning {lead / 1000:g} s before the deadline).
 
   Patient portal  http://127.0.0.1:{APPS['patient-portal']['port']}/
   Admin console   http://127.0.0.1:{APPS['admin-console']['port']}/

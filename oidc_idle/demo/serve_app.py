@@ -15,6 +15,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("client_id")
     p.add_argument("--port", type=int, required=True)
+    p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--issuer", required=True)
     p.add_argument("--worker-url", required=True)
     p.add_argument("--session-db", required=True)
@@ -26,7 +27,7 @@ def main() -> None:
                           session_db=a.session_db,
                           extra_config={k.replace("OIDC_IDLE_APP_", "OIDC_IDLE_"): v
                                         for k, v in extra.items()})
-    serve(app, host="127.0.0.1", port=a.port, threads=8, ident=a.client_id)
+    serve(app, host=a.host, port=a.port, threads=8, ident=a.client_id)
 
 
 if __name__ == "__main__":

@@ -88,4 +88,5 @@ def start_app(client_id: str, *, port: int, issuer: str, worker_url: str, sessio
     url = f"http://127.0.0.1:{port}"
     args = ["-m", "oidc_idle.demo.serve_app", client_id, "--port", str(port),
             "--issuer", issuer, "--worker-url", worker_url, "--session-db", str(session_db)]
-    return _spawn(client_id, args, extra_env or {}, log, url, f"{url}/oidc-idle/static/oidc-idle.js")
+    return _spawn(client_id, args, extra_env or {}, log, url,
+                  f"{url}/oidc-idle/static/oidc-idle.js")

@@ -32,6 +32,7 @@ from flask import (
     session,
     url_for,
 )
+from werkzeug.wrappers import Response as WResponse
 
 from .. import logout_token
 from ..clock import Clock, SystemClock, iso_ms
@@ -199,7 +200,7 @@ def _is_passive() -> bool:
             or request.endpoint == "oidc_idle.status")
 
 
-def _guard() -> Response | None:
+def _guard() -> WResponse | None:
     st = _state()
     endpoint = request.endpoint or ""
     if endpoint.startswith("oidc_idle.") and endpoint not in ("oidc_idle.status",
@@ -240,7 +241,7 @@ def _guard() -> Response | None:
     return None
 
 
-def _to_login() -> Response:
+def _to_login() -> WResponse:
     if request.endpoint in ("oidc_idle.status", "oidc_idle.activity") or \
             request.headers.get(PASSIVE_HEADER) == "1" or request.is_json:
         resp = jsonify({"state": "signed_out", "login": url_for("oidc_idle.login")})

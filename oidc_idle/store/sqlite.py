@@ -8,6 +8,7 @@ the lease make the sweep read only what is due.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -110,10 +111,8 @@ class SQLiteStore(SessionStore):
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open SQLite store at {self.path}: {exc}") from exc
         if self.path != ":memory:":
-            try:
-                os.chmod(self.path, 0o600)  # holds the worker's private signing keys
-            except OSError:
-                pass
+            with contextlib.suppress(OSError):  # holds the worker's private signing keys
+                os.chmod(self.path, 0o600)
 
     # -- plumbing ---------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
@@ -153,10 +152,8 @@ class SQLiteStore(SessionStore):
     def close(self) -> None:
         with self._all_lock:
             for conn in self._all:
-                try:
+                with contextlib.suppress(sqlite3.Error):
                     conn.close()
-                except sqlite3.Error:
-                    pass
             self._all.clear()
         self._local = threading.local()
 
@@ -293,7 +290,8 @@ class SQLiteStore(SessionStore):
                 out.append(Notification(**{**n.__dict__, "attempts": n.attempts + 1}))
             return out
 
-    def notification_delivered(self, nid: int, now: int, status: int, audit: dict[str, Any]) -> bool:
+    def notification_delivered(self, nid: int, now: int, status: int,
+                               audit: dict[str, Any]) -> bool:
         with self._tx() as db:
             cur = db.execute(
                 "UPDATE outbox SET state = 'delivered', delivered_at = ?, last_status = ?, "

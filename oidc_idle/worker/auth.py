@@ -38,7 +38,7 @@ class BearerAuth:
         try:
             header, _ = unverified(token)
         except (ValueError, UnicodeDecodeError):
-            raise Unauthorized("bearer token is not a JWT")
+            raise Unauthorized("bearer token is not a JWT") from None
         if header.get("alg") != "RS256":
             raise Unauthorized(f"bearer token alg {header.get('alg')!r} not accepted")
         try:
@@ -47,7 +47,7 @@ class BearerAuth:
         except KeycloakError:
             raise
         except (OidcIdleError, ValueError) as exc:
-            raise Unauthorized(f"bearer token rejected: {exc}")
+            raise Unauthorized(f"bearer token rejected: {exc}") from None
         return self._check(claims)
 
     def _check(self, claims: dict[str, Any]) -> str:

@@ -101,9 +101,10 @@ class Worker:
             return {"sid": ev.sid, "error": "keycloak_unavailable", "detail": exc.description}
         policy = self.policy()
         move = tracker.plan(session, ev, policy, now)
-        if move.deadline is not None and move.last_activity_at is not None:
-            if self.store.record_activity(ev.sid, move.last_activity_at, move.deadline, now):
-                session = self.store.get_session(ev.sid) or session
+        if (move.deadline is not None and move.last_activity_at is not None
+                and self.store.record_activity(ev.sid, move.last_activity_at, move.deadline,
+                                               now)):
+            session = self.store.get_session(ev.sid) or session
         return {**tracker.view(session, policy, self.clock.now_ms()), "counted": move.counts}
 
     def _member_session(self, client_id: str, sid: str, sub: str | None,

@@ -1,0 +1,82 @@
+"""Operator surface: clear errors, never a stack trace."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+import pytest
+
+import oidc_idle
+from oidc_idle import devkeycloak
+from oidc_idle.errors import ServiceError
+
+
+def run_cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "oidc_idle", *args], capture_output=True,
+                          text=True, timeout=60, env=env)
+
+
+def test_public_names_are_what_all_says():
+    for name in oidc_idle.__all__:
+        assert hasattr(oidc_idle, name)
+    assert {n for n in dir(oidc_idle) if not n.startswith("_") and n[0].isupper()} <= \
+        set(oidc_idle.__all__)
+
+
+def test_serve_with_bad_configuration_names_the_key():
+    r = run_cli("serve", env={"PATH": "/usr/bin:/bin", "OIDC_IDLE_KEYCLOAK_URL": "nope"})
+    assert r.returncode == 2
+    assert "OIDC_IDLE_KEYCLOAK_URL" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_keycloak_start_on_a_taken_port_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("OIDC_IDLE_CACHE", str(tmp_path))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        with pytest.raises(ServiceError, match=f"port {port}"):
+            devkeycloak.start(name="t", http_port=port, management_port=port + 1)
+        r = run_cli("keycloak", "start", "--name", "t", "--port", str(port),
+                    env={"PATH": "/usr/bin:/bin", "OIDC_IDLE_CACHE": str(tmp_path)})
+    assert r.returncode == 2 and "is taken" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_missing_java_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(devkeycloak, "JDK_CANDIDATES", ())
+    monkeypatch.setenv("JAVA_HOME", "/nonexistent")
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(ServiceError, match="Java"):
+        devkeycloak.find_java_home()
+
+
+def test_missing_maven_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("OIDC_IDLE_CACHE", str(tmp_path))
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(ServiceError, match="mvn"):
+        devkeycloak.ensure_distribution()
+
+
+def test_audit_verify_command_reports_an_edit(tmp_path):
+    import json
+    import sqlite3
+
+    from oidc_idle.store.sqlite import SQLiteStore
+
+    db = tmp_path / "w.db"
+    store = SQLiteStore(db)
+    for i in range(3):
+        store.append_audit({"event": "session.terminated", "n": i})
+    store.close()
+    ok = run_cli("audit", "verify", "--db", str(db))
+    assert ok.returncode == 0 and "3 records, chain intact" in ok.stdout
+    conn = sqlite3.connect(db)
+    rec = json.loads(conn.execute("SELECT record FROM audit WHERE seq = 2").fetchone()[0])
+    rec["n"] = 42
+    conn.execute("UPDATE audit SET record = ? WHERE seq = 2", (json.dumps(rec),))
+    conn.commit()
+    conn.close()
+    bad = run_cli("audit", "verify", "--db", str(db))
+    assert bad.returncode == 1 and "seq=2" in bad.stdout and "CHAIN BROKEN" in bad.stdout

@@ -1,0 +1,179 @@
+"""Enforcer and notifier with a fake clock, fake Keycloak and fake HTTP."""
+
+from __future__ import annotations
+
+import time
+
+import requests
+from joserfc import jwt
+from joserfc.jwk import KeySet
+
+from oidc_idle import audit
+from oidc_idle.logout_token import BCL_EVENT
+
+
+def _due(rig):
+    rig.login()
+    rig.report("app-a")
+    rig.report("app-b")
+    deadline = rig.store.get_session("sid-1").deadline
+    rig.clock.set(deadline + 250)
+    return deadline
+
+
+def _drain(rig, rounds=20):
+    """Run delivery rounds until the outbox is quiet (the pool is real threads)."""
+    for _ in range(rounds):
+        rig.notifier.deliver_due()
+        rig.notifier._pool.submit(lambda: None).result()
+        time.sleep(0.01)
+
+
+def test_due_session_is_terminated_audited_and_notified_once(rig, policy):
+    deadline = _due(rig)
+    assert rig.enforcer.sweep() == 1
+    assert rig.enforcer.sweep() == 0, "exactly once"
+    s = rig.store.get_session("sid-1")
+    assert s.state == "terminated" and s.terminated_at == deadline + 250
+    assert rig.kc.deleted == ["sid-1"]
+    recs = [e.record for e in rig.store.audit_entries()]
+    assert len(recs) == 1
+    rec = recs[0]
+    assert rec["deadline_ms"] == deadline and rec["lag_ms"] == 250
+    assert rec["type"] == "automatic_logoff"
+    assert rec["where"] == {"realm": "demo", "issuer": "http://worker", "worker": "w1"}
+    assert rec["outcome"]["notify"] == ["app-a", "app-b"]
+    _drain(rig)
+    assert sorted(p["url"] for p in rig.http.posts) == ["http://rp/app-a/bcl",
+                                                        "http://rp/app-b/bcl"]
+    assert all(n.state == "delivered" for n in rig.store.notifications_for("sid-1"))
+    assert audit.verify([e.record for e in rig.store.audit_entries()]) == []
+
+
+def test_logout_token_is_fresh_spec_shaped_and_signed_by_the_published_key(rig):
+    _due(rig)
+    rig.enforcer.sweep()
+    _drain(rig)
+    post = rig.http.posts[0]
+    assert post["allow_redirects"] is False
+    assert post["headers"]["Content-Type"] == "application/x-www-form-urlencoded"
+    token = post["data"]["logout_token"]
+    keys = KeySet.import_key_set(rig.keys.jwks())
+    decoded = jwt.decode(token, keys, algorithms=["RS256"])
+    assert decoded.header["typ"] == "logout+jwt" and decoded.header["kid"]
+    c = decoded.claims
+    assert c["iss"] == "http://worker" and c["aud"] in ("app-a", "app-b")
+    assert c["sid"] == "sid-1" and c["sub"] == "user-1"
+    assert c["events"] == {BCL_EVENT: {}}
+    assert 0 < c["exp"] - c["iat"] <= 120
+    assert "nonce" not in c
+    jtis = {jwt.decode(p["data"]["logout_token"], keys).claims["jti"] for p in rig.http.posts}
+    assert len(jtis) == len(rig.http.posts)
+
+
+def test_keycloak_down_keeps_terminating_reports_dead_and_retries(rig):
+    deadline = _due(rig)
+    rig.kc.down = True
+    assert rig.enforcer.sweep() == 0
+    s = rig.store.get_session("sid-1")
+    assert s.state == "terminating"
+    assert rig.worker.status("app-a", "sid-1")["alive"] is False, "fail closed"
+    assert rig.report("app-a")["alive"] is False
+    assert list(rig.store.audit_entries()) == []
+    rig.kc.down = False
+    assert rig.enforcer.sweep() == 0, "not before the backoff"
+    rig.clock.advance(1000)
+    assert rig.enforcer.sweep() == 1
+    rec = next(rig.store.audit_entries()).record
+    assert rec["deadline_ms"] == deadline and rec["outcome"]["keycloak"]["attempts"] == 2
+
+
+def test_crashed_sweep_is_recovered_after_the_lease(rig):
+    _due(rig)
+    claimed = rig.store.claim_due(rig.clock.now_ms(), "dead-worker", 30_000, 10)
+    assert [c.sid for c in claimed] == ["sid-1"]  # ...and that worker dies here
+    assert rig.enforcer.sweep() == 0, "leased to someone else"
+    rig.clock.advance(30_000)
+    assert rig.enforcer.sweep() == 1
+    assert rig.store.finish_termination("sid-1", "dead-worker", rig.clock.now_ms(), {}, [],
+                                        1000) is None, "the old lease holder cannot finish"
+    assert len(list(rig.store.audit_entries())) == 1
+
+
+def test_failed_deliveries_back_off_and_succeed_later(rig):
+    _due(rig)
+    rig.http.answers["http://rp/app-b/bcl"] = [503, requests.ConnectionError("down"), 204]
+    rig.enforcer.sweep()
+    _drain(rig)
+    b = next(n for n in rig.store.notifications_for("sid-1") if n.client_id == "app-b")
+    assert b.state == "pending" and b.attempts == 1 and b.last_status == 503
+    a = next(n for n in rig.store.notifications_for("sid-1") if n.client_id == "app-a")
+    assert a.state == "delivered", "a failing app does not hold up the others"
+    for _ in range(3):
+        rig.clock.advance(5000)
+        _drain(rig, rounds=3)
+    b = next(n for n in rig.store.notifications_for("sid-1") if n.client_id == "app-b")
+    assert b.state == "delivered" and b.attempts == 3
+    delivered = [e.record for e in rig.store.audit_entries()
+                 if e.record["event"] == "logout.delivered"]
+    assert {d["identity"]["client_id"]: d["outcome"]["attempts"] for d in delivered} == \
+        {"app-a": 1, "app-b": 3}
+
+
+def test_rejected_token_is_dead_lettered_after_a_few_tries_with_the_answer_kept(rig):
+    _due(rig)
+    rig.http.answers["http://rp/app-b/bcl"] = [400]
+    rig.enforcer.sweep()
+    for _ in range(5):
+        _drain(rig, rounds=2)
+        rig.clock.advance(10_000)
+    b = next(n for n in rig.store.notifications_for("sid-1") if n.client_id == "app-b")
+    assert b.state == "dead" and b.attempts == 3 and b.last_status == 400
+    dead = [e.record for e in rig.store.audit_entries()
+            if e.record["event"] == "logout.dead_lettered"]
+    assert len(dead) == 1 and "HTTP 400" in dead[0]["outcome"]["error"]
+
+
+def test_ttl_dead_letters_an_app_that_never_answers(rig):
+    _due(rig)
+    rig.http.answers["http://rp/app-b/bcl"] = [requests.Timeout("slow")]
+    rig.enforcer.sweep()
+    for _ in range(40):
+        _drain(rig, rounds=1)
+        rig.clock.advance(120_000)
+    b = next(n for n in rig.store.notifications_for("sid-1") if n.client_id == "app-b")
+    assert b.state == "dead" and "time-to-live" in (b.last_error or "")
+
+
+def test_user_logout_terminates_at_once_with_its_reason(rig):
+    rig.login()
+    rig.report("app-a")
+    rig.clock.advance(1000)
+    view = rig.worker.logout("app-a", "sid-1")
+    assert view["alive"] is False
+    assert rig.enforcer.sweep() == 1
+    rec = next(rig.store.audit_entries()).record
+    assert rec["type"] == "user_logout" and rec["deadline_ms"] == rig.clock.now_ms()
+
+
+def test_absolute_lifetime_ends_an_active_session(rig, policy):
+    rig.login()
+    for _ in range(policy.absolute_lifetime_ms // 30_000 + 2):
+        rig.clock.advance(30_000)
+        rig.report("app-a")
+        rig.enforcer.sweep()
+    rec = next(rig.store.audit_entries()).record
+    s = rig.store.get_session("sid-1")
+    assert rec["type"] == "absolute_timeout"
+    assert rec["deadline_ms"] == s.started_at + policy.absolute_lifetime_ms
+
+
+def test_jsonl_sink_catches_up_after_a_crash(rig, tmp_path):
+    _due(rig)
+    rig.enforcer.sweep()
+    path = tmp_path / "audit.jsonl"
+    lines = path.read_text().splitlines()
+    path.write_text("")  # the file lost its last write
+    from oidc_idle.audit import JsonlSink
+    assert JsonlSink(rig.store, path).sync() == len(lines)
+    assert path.read_text().splitlines() == lines

@@ -1,0 +1,166 @@
+"""Tracker rules with a fake clock and fake Keycloak (DESIGN.md, Tracker)."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import T0, Rig
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from oidc_idle.clock import iso_ms
+from oidc_idle.errors import InvalidInput
+from oidc_idle.policy import Policy
+from oidc_idle.tracker import parse_batch
+
+
+def test_unknown_sid_is_verified_once_with_keycloak(rig):
+    rig.login()
+    r = rig.report("app-a")
+    assert r["state"] == "active" and rig.kc.lookups == 1
+    rig.clock.advance(1000)
+    rig.report("app-a")
+    assert rig.kc.lookups == 1, "a known member is not re-checked"
+    rig.report("app-b")
+    assert rig.kc.lookups == 2, "a new client of the session is checked once"
+    assert rig.store.get_session("sid-1").clients == ("app-a", "app-b")
+
+
+def test_client_not_in_the_session_cannot_report_or_read(rig):
+    rig.login("sid-1", "user-1", "app-a")
+    rig.report("app-a")
+    before = rig.store.get_session("sid-1")
+    r = rig.report("app-c")
+    assert r["error"] == "unknown_session"
+    assert rig.store.get_session("sid-1") == before
+    with pytest.raises(Exception) as err:
+        rig.worker.status("app-c", "sid-1")
+    assert getattr(err.value, "status", None) == 404
+
+
+def test_wrong_sub_for_a_sid_is_rejected(rig):
+    rig.login("sid-1", "user-1", "app-a")
+    assert rig.report("app-a", sub="someone-else")["error"] == "unknown_session"
+    assert rig.store.get_session("sid-1") is None
+
+
+def test_only_counted_kinds_move_the_clock(rig, policy):
+    rig.login()
+    rig.report("app-a")
+    start = rig.store.get_session("sid-1").last_activity_at
+    for kind in ("poll", "heartbeat", "token_refresh"):
+        rig.clock.advance(1000)
+        r = rig.report("app-a", kind=kind)
+        assert r["counted"] is False
+    assert rig.store.get_session("sid-1").last_activity_at == start
+    rig.clock.advance(1000)
+    assert rig.report("app-a", kind="keypress")["counted"] is True
+    s = rig.store.get_session("sid-1")
+    assert s.last_activity_at == rig.clock.now_ms()
+    assert s.deadline == s.last_activity_at + policy.idle_timeout_ms
+
+
+def test_late_report_never_moves_the_clock_back(rig):
+    rig.login()
+    rig.clock.advance(10_000)
+    rig.report("app-a")
+    now = rig.clock.now_ms()
+    rig.report("app-a", at=iso_ms(now - 5000))
+    assert rig.store.get_session("sid-1").last_activity_at == now
+
+
+def test_future_timestamps_within_skew_are_clamped_beyond_are_rejected(rig):
+    rig.login()
+    now = rig.clock.now_ms()
+    rig.report("app-a", at=iso_ms(now + 4000))
+    assert rig.store.get_session("sid-1").last_activity_at == now, "clamped to now"
+    with pytest.raises(InvalidInput) as err:
+        rig.report("app-a", at=iso_ms(now + 60_000))
+    assert err.value.error == "future_timestamp"
+
+
+def test_activity_after_the_deadline_does_not_revive(rig, policy):
+    rig.login()
+    rig.report("app-a")
+    deadline = rig.store.get_session("sid-1").deadline
+    rig.clock.set(deadline)
+    r = rig.report("app-a")
+    assert r["state"] == "terminating" and r["alive"] is False
+    assert rig.store.get_session("sid-1").deadline == deadline
+    # Even a report stamped before the deadline, arriving after it.
+    r = rig.report("app-a", at=iso_ms(deadline - 1000))
+    assert rig.store.get_session("sid-1").deadline == deadline
+
+
+@pytest.mark.parametrize("payload, error", [
+    ([], "invalid_request"), ({"events": "x"}, "invalid_request"),
+    ({"events": []}, "invalid_request"), ({"events": [1]}, "invalid_request"),
+    ({"events": [{"sid": "s", "sub": "u", "kind": "dance"}]}, "unknown_kind"),
+    ({"events": [{"sid": "", "sub": "u", "kind": "click"}]}, "invalid_request"),
+    ({"events": [{"sid": "s", "sub": 5, "kind": "click"}]}, "invalid_request"),
+    ({"events": [{"sid": "s", "sub": "u", "kind": "click", "at": 123}]}, "invalid_request"),
+    ({"events": [{"sid": "s", "sub": "u", "kind": "click", "at": "2026-01-01T00:00:00"}]},
+     "invalid_request"),
+    ({"events": [{"sid": "s" * 300, "sub": "u", "kind": "click"}]}, "invalid_request"),
+    ({"events": [{"sid": "s", "sub": "u", "kind": "click"}] * 1001}, "invalid_request"),
+])
+def test_bad_batches_are_rejected_whole(payload, error):
+    with pytest.raises(InvalidInput) as err:
+        parse_batch(payload, T0, 5000)
+    assert err.value.error == error and err.value.description
+
+
+# -- properties ---------------------------------------------------------------
+
+ops = st.lists(st.one_of(
+    st.tuples(st.just("advance"), st.integers(0, 40_000)),
+    st.tuples(st.just("report"), st.sampled_from(["app-a", "app-b"]),
+              st.sampled_from(["click", "keypress", "poll", "token_refresh"]),
+              st.integers(-30_000, 8_000)),
+    st.tuples(st.just("sweep")),
+), max_size=40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(ops=ops)
+def test_no_session_outlives_its_deadline_or_revives_or_dies_twice(tmp_path_factory, ops):
+    policy = Policy(idle_timeout_ms=30_000, warning_lead_ms=5_000, absolute_lifetime_ms=120_000)
+    rig = Rig(tmp_path_factory.mktemp("prop"), policy)
+    try:
+        rig.login()
+        rig.report("app-a")
+        last_seen = rig.store.get_session("sid-1").last_activity_at
+        deadline_seen = rig.store.get_session("sid-1").deadline
+        for op in ops:
+            if op[0] == "advance":
+                rig.clock.advance(op[1])
+            elif op[0] == "report":
+                _, client, kind, offset = op
+                now = rig.clock.now_ms()
+                try:
+                    rig.report(client, kind=kind, at=iso_ms(now + offset))
+                except Exception as exc:  # beyond the skew: rejected, nothing changes
+                    assert offset > 5000, exc
+            else:
+                rig.enforcer.sweep()
+            s = rig.store.get_session("sid-1")
+            now = rig.clock.now_ms()
+            assert s.last_activity_at >= last_seen, "the clock moved back"
+            if deadline_seen <= now:
+                assert s.deadline == deadline_seen, "a dead session was revived"
+            assert s.deadline <= s.started_at + policy.absolute_lifetime_ms
+            if s.state == "active" and s.deadline <= now:
+                # Past its deadline and not yet swept: the API already calls it dead.
+                assert rig.worker.status("app-a", "sid-1")["alive"] is False
+            last_seen, deadline_seen = s.last_activity_at, s.deadline
+        rig.clock.advance(200_000)
+        rig.enforcer.sweep()
+        rig.enforcer.sweep()
+        terminations = [e for e in rig.store.audit_entries()
+                        if e.record["event"] == "session.terminated"]
+        assert len(terminations) == 1
+        rec = terminations[0].record
+        assert rec["deadline_ms"] == rig.store.get_session("sid-1").deadline
+        assert rec["terminated_at_ms"] >= rec["deadline_ms"]
+        assert rig.kc.deleted == ["sid-1"]
+    finally:
+        rig.close()
