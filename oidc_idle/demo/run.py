@@ -26,7 +26,7 @@ def run_demo(*, idle_timeout_ms: int, realm_dir: str | None, keycloak_port: int)
                            management_port=keycloak_port + 920, realm_files=files)
     procs: list[Proc] = []
     try:
-        lead = min(120_000, idle_timeout_ms // 3)
+        lead = min(120_000, max(1000, idle_timeout_ms // 3 // 1000 * 1000))
         policy = Policy(idle_timeout_ms=idle_timeout_ms, warning_lead_ms=lead,
                         absolute_lifetime_ms=max(12 * 3_600_000, idle_timeout_ms))
         admin = RealmAdmin(kc.base_url, "demo", kc.admin_user, kc.admin_password)

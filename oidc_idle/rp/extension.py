@@ -295,8 +295,15 @@ def callback() -> Any:
                         "scope in Keycloak)", status=400, mimetype="text/plain")
     nxt = session.get(NEXT_KEY, "/")
     session.clear()
-    session.regenerate()  # type: ignore[attr-defined]
     now = st.clock.now_ms()
+    dl = st.store.deadline(sid)
+    if dl is not None and (dl.state != "active" or dl.deadline <= now):
+        # Keycloak still had the SSO session (the worker deletes it within about a
+        # second of the deadline) and signed the user in silently. That session is
+        # dead: never open a local session on it, and never bounce back to login
+        # (which would loop while Keycloak still knows it).
+        return redirect(url_for("oidc_idle.signed_out", why="idle"))
+    session.regenerate()  # type: ignore[attr-defined]
     session[IDENT_KEY] = {"sid": sid, "sub": sub, "iss": claims.get("iss"),
                           "name": claims.get("preferred_username") or sub, "login_at": now}
     session[TOKENS_KEY] = {k: token.get(k) for k in

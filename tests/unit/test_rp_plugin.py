@@ -227,3 +227,25 @@ def test_missing_config_names_the_key(tmp_path):
     app.config["OIDC_IDLE_ISSUER"] = ISSUER
     with pytest.raises(ConfigError, match="OIDC_IDLE_CLIENT_ID"):
         OidcIdle(app)
+
+
+def test_silent_sso_login_onto_a_dead_session_opens_nothing_and_does_not_loop(rp, monkeypatch):
+    # The worker's sweep has not yet deleted the Keycloak session, so Keycloak
+    # signs the user in silently with the dead sid.
+    rp.st.store.set_deadline(Deadline("s1", "terminating", rp.clock.now - 10, 0, rp.clock.now))
+    monkeypatch.setattr(rp.st.oidc, "authorize_access_token", lambda: {
+        "access_token": "a", "refresh_token": "r", "id_token": "i",
+        "userinfo": {"sid": "s1", "sub": "u1", "iss": ISSUER}})
+    c = rp.app.test_client()
+    r = c.get("/oidc-idle/callback?code=x&state=y")
+    assert r.status_code == 302 and "/oidc-idle/signed-out" in r.headers["Location"]
+    assert rp.st.store.count_for_sid("s1") == 0
+    assert c.get("/").headers["Location"].startswith("/oidc-idle/login")
+    # A live sid logs in normally.
+    monkeypatch.setattr(rp.st.oidc, "authorize_access_token", lambda: {
+        "access_token": "a", "refresh_token": "r", "id_token": "i",
+        "userinfo": {"sid": "s2", "sub": "u1", "iss": ISSUER}})
+    r = c.get("/oidc-idle/callback?code=x&state=y")
+    assert r.status_code == 302 and r.headers["Location"] == "/"
+    assert rp.st.store.count_for_sid("s2") == 1
+    assert ("s2", "u1", "navigation") in rp.st.reporter.events
