@@ -126,6 +126,7 @@ def view(session: SessionRecord, policy: Policy, now: int) -> dict[str, Any]:
         "deadline": iso_ms(session.deadline),
         "warn_at": iso_ms(policy.warn_at(session.deadline)),
         "seconds_left": max(0.0, (session.deadline - now) / 1000) if alive else 0.0,
+        "idle_timeout_s": policy.idle_timeout_ms / 1000,
         **({"terminated_at": iso_ms(session.terminated_at)}
            if state == TERMINATED and session.terminated_at else {}),
     }

@@ -10,7 +10,8 @@ command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
 if ! command -v java >/dev/null 2>&1 && [ ! -x /usr/lib/jvm/temurin-25-jdk-amd64/bin/java ]; then
   need_apt+=(openjdk-17-jdk-headless)
 fi
-command -v unzip >/dev/null 2>&1 || true  # not needed: Python unpacks the zip
+# The e2e ring drives Debian's Chromium (Playwright cannot download a browser here).
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
 if ((${#need_apt[@]})); then
   echo "setup: installing ${need_apt[*]} from Debian" >&2
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi

@@ -1,4 +1,9 @@
-"""Shared fixtures. The integration ring boots one real Keycloak per test session."""
+"""Shared fixtures for the three rings.
+
+unit: fakes and a fake clock (tests/unit). integration: a real Keycloak booted
+once per test session, real worker and app processes, real SQLite
+(tests/integration). e2e: the same plus a real headless Chromium (tests/e2e).
+"""
 
 from __future__ import annotations
 
@@ -8,3 +13,5 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("OIDC_IDLE_LOG_LEVEL", "INFO")
+
+pytest_plugins = ["stack"]

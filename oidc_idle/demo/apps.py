@@ -26,7 +26,7 @@ table{{border-collapse:collapse}} td{{padding:.2rem .6rem;border-bottom:1px soli
 </head><body>
 <header><h1>{title}</h1></header>
 <p>Signed in as <strong id="user">{user}</strong>. SSO session <code id="sid">{sid}</code>.</p>
-<p>Idle deadline: <span id="deadline">{deadline}</span>. Every click, key press or scroll here
+<p>Idle deadline: <span id="deadline" data-oidc-idle-deadline>{deadline}</span>. Every click, key press or scroll here
 counts as activity; this page's status polls do not.</p>
 <table aria-label="Demo patient records">
 <tr><td>Jane Roe</td><td>MRN 0042</td><td>Allergy: penicillin</td></tr>

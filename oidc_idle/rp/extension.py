@@ -51,6 +51,7 @@ EXT_KEY = "oidc_idle"
 PASSIVE_HEADER = "X-OIDC-Idle-Passive"
 TOKENS_KEY = "oidc_idle_tokens"
 NEXT_KEY = "oidc_idle_next"
+MAX_INTERACTION_AGE_MS = 30_000
 
 bp = Blueprint("oidc_idle", __name__, url_prefix="/oidc-idle", static_folder="static")
 
@@ -62,6 +63,7 @@ class _State:
         self.settings = settings
         self.clock = clock
         self.store = RpStore(settings.session_db)
+        self.idle_ms = 0  # the policy's idle timeout, as the worker last said
         self.http = requests.Session()
         timeout = settings.worker_timeout_ms / 1000
         self.oauth = OAuth(app)
@@ -87,6 +89,13 @@ class _State:
                 speaks_for=settings.issuer),
         }
 
+    @property
+    def fail_closed_after_ms(self) -> int:
+        """How old deadline news may be before it is re-checked: never older than
+        the idle timeout itself (if the worker has been unreachable that long, the
+        plugin cannot know the session is alive, so it fails closed)."""
+        return min(self.settings.fail_closed_after_ms, self.idle_ms or 1 << 62)
+
     def _token_url(self) -> str:
         return str(self.oidc.load_server_metadata()["token_endpoint"])
 
@@ -105,6 +114,9 @@ class _State:
         dl = result_deadline(result)
         if dl is None:
             return
+        idle_s = result.get("idle_timeout_s")
+        if isinstance(idle_s, int | float) and idle_s > 0 and idle_s * 1000 != self.idle_ms:
+            self.idle_ms = int(idle_s * 1000)
         state = str(result.get("state", "active"))
         self.store.set_deadline(Deadline(sid, state, dl[0], dl[1], now))
         if state != "active":
@@ -224,9 +236,9 @@ def _guard() -> WResponse | None:
     # DESIGN.md invariant: a relying party never serves a request on a session whose
     # deadline has passed, whether or not the back-channel call arrived. A stale
     # cache (another app may have moved the shared clock) is checked with the worker.
-    stale = (dl is None and now - ident.get("login_at", 0) > st.settings.fail_closed_after_ms) \
-        or (dl is not None and (dl.deadline <= now
-                                or now - dl.updated_at > st.settings.fail_closed_after_ms))
+    limit = st.fail_closed_after_ms
+    stale = (dl is None and now - ident.get("login_at", 0) > limit) \
+        or (dl is not None and (dl.deadline <= now or now - dl.updated_at > limit))
     if stale:
         alive = st.refresh_status(sid)
         if alive is None:
@@ -396,12 +408,20 @@ def _bcl(status: int, body: dict[str, Any]) -> Response:
 
 
 @bp.get("/status")
-def status() -> Response:
+def status() -> WResponse:
     """Passive: what the browser snippet polls. Reading it is never activity."""
     st = _state()
     ident = session[IDENT_KEY]
-    dl = st.store.deadline(ident["sid"])
     now = st.clock.now_ms()
+    dl = st.store.deadline(ident["sid"])
+    if dl is None or now >= dl.warn_at:
+        # The warning is due by what this app knows; the shared clock may have been
+        # moved by another app. Ask the worker (a passive read, never activity).
+        st.refresh_status(ident["sid"])
+        dl = st.store.deadline(ident["sid"])
+    if dl is not None and dl.state != "active":
+        session.clear()
+        return _to_login()
     body: dict[str, Any] = {"state": "active", "now": iso_ms(now), "user": ident.get("name")}
     if dl is not None:
         body.update(deadline=iso_ms(dl.deadline), warn_at=iso_ms(dl.warn_at),
@@ -424,7 +444,12 @@ def activity() -> Response:
                         "error_description": "kinds must list counted interaction kinds"})
         resp.status_code = 400
         return resp
-    now = st.clock.now_ms()
+    ago = data.get("ago_ms", 0) if isinstance(data, dict) else 0
+    if not isinstance(ago, int | float) or isinstance(ago, bool) or ago < 0:
+        ago = 0
+    # The snippet batches interactions for a few seconds; it says how long ago the
+    # newest one was, so the clock starts from the interaction, not from receipt.
+    at = st.clock.now_ms() - int(min(ago, MAX_INTERACTION_AGE_MS))
     for kind in dict.fromkeys(kinds):
-        st.reporter.report(ident["sid"], ident["sub"], kind, now)
+        st.reporter.report(ident["sid"], ident["sub"], kind, at)
     return Response(status=204)

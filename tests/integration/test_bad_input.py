@@ -9,9 +9,9 @@ import uuid
 
 import pytest
 import requests
-from conftest import APP_SECRETS, wait_for
 from joserfc import jwt
 from joserfc.jwk import RSAKey
+from stack import APP_SECRETS, wait_for
 
 from oidc_idle import logout_token
 

@@ -6,8 +6,8 @@ import time
 
 import pytest
 import requests
-from conftest import APP_SECRETS, wait_for
 from httpbrowser import Browser
+from stack import APP_SECRETS, wait_for
 
 from oidc_idle.clock import parse_iso_ms
 

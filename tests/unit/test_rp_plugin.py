@@ -212,6 +212,20 @@ def test_activity_endpoint_takes_only_interaction_kinds(rp):
     assert [e[2] for e in rp.st.reporter.events] == ["click", "keypress"]
 
 
+def test_activity_is_dated_by_the_interaction_not_by_its_receipt(rp):
+    c = login(rp)
+    rp.st.reporter = Recorder()
+    ats = []
+    rp.st.reporter.report = lambda sid, sub, kind, at=None: ats.append(at)
+    assert c.post("/oidc-idle/activity", json={"kinds": ["click"], "ago_ms": 4000}).status_code \
+        == 204
+    assert c.post("/oidc-idle/activity", json={"kinds": ["click"], "ago_ms": 10**9}).status_code \
+        == 204
+    assert c.post("/oidc-idle/activity", json={"kinds": ["click"], "ago_ms": -5}).status_code \
+        == 204
+    assert ats == [rp.clock.now - 4000, rp.clock.now - 30_000, rp.clock.now]
+
+
 def test_login_next_is_never_an_open_redirect():
     from oidc_idle.rp.extension import _safe_next
 
@@ -249,3 +263,15 @@ def test_silent_sso_login_onto_a_dead_session_opens_nothing_and_does_not_loop(rp
     assert r.status_code == 302 and r.headers["Location"] == "/"
     assert rp.st.store.count_for_sid("s2") == 1
     assert ("s2", "u1", "navigation") in rp.st.reporter.events
+
+
+def test_deadline_news_older_than_the_idle_timeout_is_rechecked_and_fails_closed(rp):
+    c = login(rp)
+    rp.st.on_result({"sid": "s1", "state": "active", "deadline": "2027-02-01T00:00:00Z",
+                     "warn_at": "2027-01-31T23:59:00Z", "idle_timeout_s": 30}, rp.clock.now)
+    assert rp.st.fail_closed_after_ms == 30_000
+    assert c.get("/").status_code == 200
+    # No word from the worker for longer than the idle timeout (it is down):
+    # the far deadline cached earlier is not trusted any more.
+    rp.clock.now += 31_000
+    assert c.get("/").status_code == 503

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from conftest import T0, Rig
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from rig import T0, Rig
 
 from oidc_idle.clock import iso_ms
 from oidc_idle.errors import InvalidInput

@@ -34,6 +34,7 @@
 
   var channel = ("BroadcastChannel" in window) ? new BroadcastChannel("oidc-idle") : null;
   var deadline = null, warnAt = null, ended = false, dialog = null, pending = {}, lastSent = 0;
+  var lastCheck = 0;
   var THROTTLE_MS = 5000;
 
   function signedOut(why) {
@@ -48,6 +49,9 @@
     if (!body || body.state !== "active" || !body.deadline) return;
     deadline = Date.parse(body.deadline);
     warnAt = Date.parse(body.warn_at);
+    document.querySelectorAll("[data-oidc-idle-deadline]").forEach(function (el) {
+      el.textContent = new Date(deadline).toLocaleTimeString();
+    });
     tick();
   }
 
@@ -57,18 +61,26 @@
         if (r.status === 401) { signedOut("idle"); return null; }
         return r.ok ? r.json() : null;
       })
-      .then(function (b) { if (b) { apply(b); if (channel) channel.postMessage({ type: "status", body: b }); } })
+      .then(function (b) {
+        if (!b) return;
+        lastCheck = Date.now();
+        apply(b);
+        if (channel) channel.postMessage({ type: "status", body: b });
+      })
       .catch(function () { /* network blip: the server-side check still enforces */ });
   }
 
   function send() {
     var kinds = Object.keys(pending);
     if (!kinds.length) return;
+    // The age of the newest interaction, not a wall-clock time: the browser's
+    // clock may be wrong, an interval measured on it is not (much).
+    var newest = Math.max.apply(null, kinds.map(function (k) { return pending[k]; }));
     pending = {};
     lastSent = Date.now();
     fetch(base + "/activity", {
       method: "POST", credentials: "same-origin", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ kinds: kinds })
+      body: JSON.stringify({ kinds: kinds, ago_ms: Math.max(0, Date.now() - newest) })
     }).then(function (r) {
       if (r.status === 401) signedOut("idle");
       else setTimeout(check, 600);
@@ -77,7 +89,7 @@
 
   function interacted(kind) {
     if (ended) return;
-    pending[kind] = true;
+    pending[kind] = Date.now();
     if (dialog && !dialog.hidden) hideWarning();
     if (channel) channel.postMessage({ type: "activity" });
     if (Date.now() - lastSent >= THROTTLE_MS) send();
@@ -99,7 +111,7 @@
       '<button type="button" id="oidc-idle-stay">Stay signed in</button>';
     document.body.appendChild(dialog);
     dialog.querySelector("#oidc-idle-stay").addEventListener("click", function () {
-      pending.click = true; lastSent = 0; send(); hideWarning();
+      pending.click = Date.now(); lastSent = 0; send(); hideWarning();
     });
   }
 
@@ -117,6 +129,13 @@
     if (ended || deadline === null) return;
     var now = Date.now();
     if (now >= deadline) { check().then(function () { if (Date.now() >= deadline) signedOut("idle"); }); return; }
+    if (now >= warnAt && lastCheck < warnAt) {
+      // Activity in another app of the same SSO session may have moved the one
+      // clock: ask before warning, so nobody is warned while working elsewhere.
+      lastCheck = now;
+      check();
+      return;
+    }
     if (now >= warnAt) {
       showWarning();
       var left = Math.max(0, Math.ceil((deadline - now) / 1000));

@@ -1,5 +1,6 @@
-"""Integration ring: a real Keycloak (booted once per session), real worker and
-app processes on loopback, real SQLite. No mock of Keycloak here.
+"""Fixtures of the integration and e2e rings: a real Keycloak (booted once per
+session), real worker and app processes on loopback, real SQLite. No mock of
+Keycloak here.
 
 Set ``OIDC_IDLE_TEST_KEYCLOAK_URL`` (admin/admin, realm imported) to reuse a
 running Keycloak instead of booting one.
