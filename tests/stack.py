@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 import requests
-from httpbrowser import Browser
 
+from httpbrowser import Browser
 from oidc_idle import devkeycloak
 from oidc_idle.cli import realm_files
 from oidc_idle.demo.stack import Proc, start_app, start_worker, worker_env

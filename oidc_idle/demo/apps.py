@@ -26,8 +26,8 @@ table{{border-collapse:collapse}} td{{padding:.2rem .6rem;border-bottom:1px soli
 </head><body>
 <header><h1>{title}</h1></header>
 <p>Signed in as <strong id="user">{user}</strong>. SSO session <code id="sid">{sid}</code>.</p>
-<p>Idle deadline: <span id="deadline" data-oidc-idle-deadline>{deadline}</span>. Every click, key press or scroll here
-counts as activity; this page's status polls do not.</p>
+<p>Idle deadline: <span id="deadline" data-oidc-idle-deadline>{deadline}</span>.
+Every click, key press or scroll here counts as activity; this page's status polls do not.</p>
 <table aria-label="Demo patient records">
 <tr><td>Jane Roe</td><td>MRN 0042</td><td>Allergy: penicillin</td></tr>
 <tr><td>John Doe</td><td>MRN 0043</td><td>BP 128/82</td></tr></table>

@@ -11,9 +11,9 @@ import pytest
 import requests
 from joserfc import jwt
 from joserfc.jwk import RSAKey
-from stack import APP_SECRETS, wait_for
 
 from oidc_idle import logout_token
+from stack import APP_SECRETS, wait_for
 
 pytestmark = pytest.mark.keycloak
 

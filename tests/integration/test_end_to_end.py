@@ -6,10 +6,10 @@ import time
 
 import pytest
 import requests
-from httpbrowser import Browser
-from stack import APP_SECRETS, wait_for
 
+from httpbrowser import Browser
 from oidc_idle.clock import parse_iso_ms
+from stack import APP_SECRETS, wait_for
 
 pytestmark = pytest.mark.keycloak
 

@@ -7,9 +7,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from rig import Rig
-
 from oidc_idle.policy import Policy
+from rig import Rig
 
 
 @pytest.fixture

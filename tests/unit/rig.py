@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from fakes import FakeHttp, FakeKeycloak
-
 from oidc_idle.audit import JsonlSink
 from oidc_idle.clients import ClientRegistry
 from oidc_idle.clock import FakeClock

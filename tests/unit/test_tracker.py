@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from rig import T0, Rig
 
 from oidc_idle.clock import iso_ms
 from oidc_idle.errors import InvalidInput
 from oidc_idle.policy import Policy
 from oidc_idle.tracker import parse_batch
+from rig import T0, Rig
 
 
 def test_unknown_sid_is_verified_once_with_keycloak(rig):
