@@ -275,3 +275,67 @@ def test_deadline_news_older_than_the_idle_timeout_is_rechecked_and_fails_closed
     # the far deadline cached earlier is not trusted any more.
     rp.clock.now += 31_000
     assert c.get("/").status_code == 503
+
+
+# -- the back-channel endpoint, case by case (BCL 1.0 §2.4-§2.8 + errata) ------------
+
+def _b64(d):
+    import base64
+    import json
+    return base64.urlsafe_b64encode(json.dumps(d).encode()).rstrip(b"=").decode()
+
+
+def _bad_tokens(rp):
+    k, w = rp.worker_key, WORKER
+    now = NOW_MS // 1000
+    hs_input = _b64({"alg": "HS256", "kid": "worker"}) + "." + _b64(
+        {"iss": w, "aud": "rp", "iat": now, "exp": now + 60, "jti": "hs", "sid": "s1",
+         "events": {BCL_EVENT: {}}})
+    return {
+        "alg none": _b64({"alg": "none"}) + "." + _b64(
+            {"iss": w, "aud": "rp", "iat": now, "exp": now + 60, "jti": "n", "sid": "s1",
+             "events": {BCL_EVENT: {}}}) + ".",
+        "wrong alg with a published key": hs_input + ".c2lnbmF0dXJl",
+        "no events": logout_token(k, w, events=None),
+        "wrong event": logout_token(k, w, events={"http://schemas.openid.net/event/x": {}}),
+        "event member not an object": logout_token(k, w, events={BCL_EVENT: []}),
+        "nonce present": logout_token(k, w, nonce="abc"),
+        "wrong aud": logout_token(k, w, aud="other-app"),
+        "wrong iss": logout_token(k, "http://evil.test"),
+        "realm token signed by the worker key": logout_token(k, ISSUER),
+        "iat in the future": logout_token(k, w, iat=now + 3600, exp=now + 3700),
+        "iat too old": logout_token(k, w, iat=now - 3600),
+        "no exp": logout_token(k, w, exp=None),
+        "expired": logout_token(k, w, iat=now - 200, exp=now - 100),
+        "no jti": logout_token(k, w, jti=None),
+        "neither sid nor sub": logout_token(k, w, sid=None, sub=None),
+        "typ of an ID token": jwt.encode(
+            {"alg": "RS256", "kid": "worker", "typ": "id+jwt"},
+            {"iss": w, "aud": "rp", "iat": now, "exp": now + 60, "jti": "t", "sid": "s1",
+             "events": {BCL_EVENT: {}}}, k),
+        "unknown kid": logout_token(RSAKey.generate_key(2048, parameters={"kid": "zz"}), w),
+        "garbage": "garbage",
+    }
+
+
+def test_backchannel_endpoint_refuses_every_bad_case_and_ends_nothing(rp):
+    c = login(rp)
+    bcl = rp.app.test_client()
+    for name, token in _bad_tokens(rp).items():
+        r = bcl.post("/oidc-idle/backchannel-logout", data={"logout_token": token})
+        assert r.status_code == 400, name
+        assert r.headers["Cache-Control"] == "no-store", name
+        assert r.json["error"] == "invalid_request" and r.json["error_description"], name
+        assert rp.st.store.count_for_sid("s1") == 1, f"{name} ended a session"
+    r = bcl.post("/oidc-idle/backchannel-logout", json={"logout_token": "x"})
+    assert r.status_code == 400, "not a form POST"
+    assert c.get("/").status_code == 200
+
+
+def test_backchannel_endpoint_ignores_extra_parameters_and_unknown_claims(rp):
+    login(rp)
+    token = logout_token(rp.worker_key, WORKER, something_new="x", typ="Logout")
+    r = rp.app.test_client().post("/oidc-idle/backchannel-logout",
+                                  data={"logout_token": token, "state": "ignored"})
+    assert r.status_code == 200 and r.headers["Cache-Control"] == "no-store"
+    assert rp.st.store.count_for_sid("s1") == 0
