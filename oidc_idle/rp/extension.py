@@ -82,10 +82,10 @@ class _State:
             settings.issuer: logout_token.TrustedIssuer(
                 settings.issuer,
                 RemoteKeySet(f"{settings.issuer}/protocol/openid-connect/certs",
-                             min_refresh_s=5)),
+                             min_refresh_s=1)),
             settings.worker_issuer: logout_token.TrustedIssuer(
                 settings.worker_issuer,
-                RemoteKeySet(f"{settings.worker_url}/.well-known/jwks.json", min_refresh_s=5),
+                RemoteKeySet(f"{settings.worker_url}/.well-known/jwks.json", min_refresh_s=1),
                 speaks_for=settings.issuer),
         }
 

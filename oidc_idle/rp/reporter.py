@@ -158,7 +158,10 @@ class Reporter:
             ok = self._send(batch)
             with self._cond:
                 if ok:
-                    for _ in batch:
+                    # Drops made while the batch was in flight may have removed some
+                    # of its events; what is left of it is still the queue's prefix.
+                    sent = {id(r) for r in batch}
+                    while self._queue and id(self._queue[0]) in sent:
                         self._queue.popleft()
                     self.sent += len(batch)
                 self._in_flight = False

@@ -122,6 +122,9 @@ def test_two_tabs_of_one_app_stay_in_sync(chromium, make_stack, keycloak):
     one.bring_to_front()
     one.mouse.click(300, 400)
     two.wait_for_selector("#oidc-idle-warning", state="hidden", timeout=5000)
+    # A tab that becomes visible again asks the server at once.
+    with two.expect_request(lambda r: r.url.endswith("/oidc-idle/status"), timeout=5000):
+        two.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
     # A sign-out in one tab ends the other.
     one.click("text=Sign out")
     one.wait_for_url("**/signed-out**", timeout=15_000)

@@ -135,3 +135,26 @@ def test_reports_made_while_the_worker_is_down_arrive_later(app_and_worker):
     for made, at in zip(sent, ats, strict=True):
         assert made <= at < made + 1000
     assert all(e["kind"] == "request" and e["sid"] == "s1" for e in events)
+
+
+def test_the_queue_is_bounded_and_drops_passive_reports_first():
+    from oidc_idle.clock import FakeClock
+    from oidc_idle.rp.reporter import Reporter
+
+    class NeverUp:
+        def call(self, *a, **k):
+            raise OSError("down")
+
+    r = Reporter(NeverUp(), FakeClock(), lambda *a: None, lambda *a: None,  # type: ignore[arg-type]
+                 max_queue=3, interval_s=60)
+    try:
+        r.report("s", "u", "click")
+        r.report("s", "u", "poll")
+        r.report("s", "u", "keypress")
+        r.report("s", "u", "scroll")  # full: the poll goes first
+        r.report("s", "u", "touch")   # then the oldest counted one
+        assert r.pending() == 3 and r.dropped == 2
+        kinds = [x.kind for x in r._queue]
+        assert kinds == ["keypress", "scroll", "touch"]
+    finally:
+        r.stop()
