@@ -89,6 +89,7 @@ class Notifier:
 
     def _audit(self, n: Notification, outcome: str, status: int | None, error: str | None,
                now: int) -> dict[str, Any]:
+        final = {"at": iso_ms(now), "attempt": n.attempts, "status": status, "error": error}
         return {
             "event": f"logout.{outcome}",
             "type": "backchannel_logout_delivery",
@@ -97,7 +98,8 @@ class Notifier:
             "identity": {"sid": n.sid, "sub": n.sub, "client_id": n.client_id},
             "outcome": {"result": outcome, "attempts": n.attempts, "http_status": status,
                         "error": error, "url": n.url,
-                        "since_termination_ms": now - n.created_at},
+                        "since_termination_ms": now - n.created_at,
+                        "attempt_log": [*n.history, final]},
         }
 
     def _attempt(self, n: Notification) -> None:
@@ -133,7 +135,8 @@ class Notifier:
         next_at = now + backoff_ms(n.attempts, self._base, self._max, self._rng)
         if next_at >= n.expires_at:
             next_at = max(now + 1, n.expires_at - 1)  # a last try just inside the time-to-live
-        self._store.notification_retry(n.id, next_at, status, error)
+        self._store.notification_retry(n.id, next_at, status, error, {
+            "at": iso_ms(now), "attempt": n.attempts, "status": status, "error": error})
         log.warning("logout to %s for sid=%s failed (attempt %d): %s; retry at %s",
                     n.client_id, n.sid, n.attempts, error, iso_ms(next_at))
 

@@ -64,6 +64,7 @@ class Notification:
     last_status: int | None = None
     last_error: str | None = None
     delivered_at: int | None = None
+    history: tuple[dict[str, Any], ...] = ()  # failed attempts so far
 
 
 @dataclass(frozen=True)
@@ -145,8 +146,9 @@ class SessionStore(abc.ABC):
                                audit: dict[str, Any]) -> bool: ...
 
     @abc.abstractmethod
-    def notification_retry(self, nid: int, next_at: int, status: int | None,
-                           error: str) -> None: ...
+    def notification_retry(self, nid: int, next_at: int, status: int | None, error: str,
+                           attempt: dict[str, Any]) -> None:
+        """Record a failed attempt (kept in the row's history) and when to try again."""
 
     @abc.abstractmethod
     def notification_dead(

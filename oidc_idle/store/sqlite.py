@@ -63,6 +63,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     last_status INTEGER,
     last_error TEXT,
     delivered_at INTEGER,
+    history TEXT NOT NULL DEFAULT '[]',
     UNIQUE (sid, client_id)
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox(next_attempt_at) WHERE state = 'pending';
@@ -90,8 +91,15 @@ _SESSION_COLS = (
 )
 _NOTIF_COLS = (
     "id, sid, sub, client_id, url, created_at, expires_at, next_attempt_at, attempts, "
-    "state, last_status, last_error, delivered_at"
+    "state, last_status, last_error, delivered_at, history"
 )
+MAX_HISTORY = 50
+
+
+def _notification(row: tuple[Any, ...]) -> Notification:
+    values = list(row)
+    values[-1] = tuple(json.loads(values[-1]))
+    return Notification(*values)
 
 
 def _session(row: tuple[Any, ...]) -> SessionRecord:
@@ -286,7 +294,7 @@ class SQLiteStore(SessionStore):
                     "UPDATE outbox SET next_attempt_at = ?, attempts = attempts + 1 WHERE id = ?",
                     (now + lease_ms, row[0]),
                 )
-                n = Notification(*row)
+                n = _notification(row)
                 out.append(Notification(**{**n.__dict__, "attempts": n.attempts + 1}))
             return out
 
@@ -303,12 +311,19 @@ class SQLiteStore(SessionStore):
             self._append_audit(db, audit)
             return True
 
-    def notification_retry(self, nid: int, next_at: int, status: int | None, error: str) -> None:
+    def notification_retry(self, nid: int, next_at: int, status: int | None, error: str,
+                           attempt: dict[str, Any]) -> None:
         with self._tx() as db:
+            row = db.execute("SELECT history FROM outbox WHERE id = ?", (nid,)).fetchone()
+            if row is None:
+                return
+            history = [*json.loads(row[0]), attempt]
+            if len(history) > MAX_HISTORY:  # keep the first attempts and the latest ones
+                history = history[:5] + [{"omitted": True}] + history[-(MAX_HISTORY - 6):]
             db.execute(
-                "UPDATE outbox SET next_attempt_at = ?, last_status = ?, last_error = ? "
-                "WHERE id = ? AND state = 'pending'",
-                (next_at, status, error[:2000], nid),
+                "UPDATE outbox SET next_attempt_at = ?, last_status = ?, last_error = ?, "
+                "history = ? WHERE id = ? AND state = 'pending'",
+                (next_at, status, error[:2000], json.dumps(history), nid),
             )
 
     def notification_dead(
@@ -327,7 +342,7 @@ class SQLiteStore(SessionStore):
 
     def notifications_for(self, sid: str) -> list[Notification]:
         rows = self._read(f"SELECT {_NOTIF_COLS} FROM outbox WHERE sid = ? ORDER BY id", (sid,))
-        return [Notification(*r) for r in rows]
+        return [_notification(r) for r in rows]
 
     # -- audit ------------------------------------------------------------
     def _append_audit(self, db: sqlite3.Connection, record: dict[str, Any]) -> int:
