@@ -93,6 +93,7 @@ class WorkerSettings:
     delivery_backoff_base_ms: int = 500
     delivery_backoff_max_ms: int = 60_000
     delivery_parallelism: int = 8
+    terminate_parallelism: int = 4
     threads: int = 8
 
     @property
@@ -146,6 +147,7 @@ class WorkerSettings:
             delivery_backoff_base_ms=_dur(env, "DELIVERY_BACKOFF_BASE", "500ms", 10),
             delivery_backoff_max_ms=_dur(env, "DELIVERY_BACKOFF_MAX", "60s", 10),
             delivery_parallelism=_int(env, "DELIVERY_PARALLELISM", 8),
+            terminate_parallelism=_int(env, "TERMINATE_PARALLELISM", 4),
             threads=_int(env, "THREADS", 8),
         )
         for path_key, path in (("DB", settings.db_path), ("AUDIT_LOG", settings.audit_log)):

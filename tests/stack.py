@@ -174,6 +174,13 @@ class Stack:
         finally:
             store.close()
 
+    def kill_worker(self) -> None:
+        self.worker.kill()
+
+    def restart_worker(self) -> Proc:
+        self.worker = start_worker(self.worker.env, self.run_dir / "worker.log")
+        return self.worker
+
     def stop(self) -> None:
         for p in self.apps.values():
             p.stop()

@@ -319,7 +319,7 @@ class SQLiteStore(SessionStore):
                 return
             history = [*json.loads(row[0]), attempt]
             if len(history) > MAX_HISTORY:  # keep the first attempts and the latest ones
-                history = history[:5] + [{"omitted": True}] + history[-(MAX_HISTORY - 6):]
+                history = [*history[:5], {"omitted": True}, *history[-(MAX_HISTORY - 6):]]
             db.execute(
                 "UPDATE outbox SET next_attempt_at = ?, last_status = ?, last_error = ?, "
                 "history = ? WHERE id = ? AND state = 'pending'",

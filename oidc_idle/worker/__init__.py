@@ -49,7 +49,7 @@ def build(settings: WorkerSettings, *, clock: Clock | None = None,
     enforcer = Enforcer(store=store, keycloak=kc, clients=clients, policy=policy, clock=clock,
                         owner=settings.instance, realm=settings.realm, issuer=settings.public_url,
                         lease_ms=settings.lease_ms, notification_ttl_ms=settings.delivery_ttl_ms,
-                        on_audit=sink.sync)
+                        on_audit=sink.sync, parallelism=settings.terminate_parallelism)
     notifier = Notifier(store=store, keys=keys, issuer=settings.public_url, clock=clock,
                         timeout_ms=settings.delivery_timeout_ms,
                         backoff_base_ms=settings.delivery_backoff_base_ms,
