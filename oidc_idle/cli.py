@@ -18,6 +18,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from . import devkeycloak
 from .config import WorkerSettings, parse_duration_ms
@@ -91,11 +92,8 @@ def cmd_realm_apply(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     from . import audit
-    from .store.sqlite import SQLiteStore
 
-    if not Path(args.db).exists():
-        raise OidcIdleError(f"no store at {args.db}")
-    store = SQLiteStore(args.db)
+    store = _open_store(args.db)
     records = [e.record for e in store.audit_entries()]
     if args.action == "verify":
         problems = audit.verify(records)
@@ -105,6 +103,52 @@ def cmd_audit(args: argparse.Namespace) -> int:
         return 0 if not problems else 1
     for r in records:
         print(json.dumps(r, sort_keys=True))
+    return 0
+
+
+def _open_store(db: str) -> Any:
+    from .store.sqlite import SQLiteStore
+
+    if not Path(db).exists():
+        raise OidcIdleError(f"no worker store at {db} (set --db or OIDC_IDLE_DB)")
+    return SQLiteStore(db)
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from .clock import SystemClock
+    from .keys import SigningKeys
+
+    store = _open_store(args.db)
+    keys = SigningKeys(store, SystemClock())
+    kid = keys.rotate()
+    published = [k["kid"] for k in keys.jwks()["keys"]]
+    print(f"signing with {kid}; published: {', '.join(published)}")
+    return 0
+
+
+def cmd_rp(args: argparse.Namespace) -> int:
+    if args.rp_action == "list":
+        from .clock import iso_ms
+
+        store = _open_store(args.db)
+        stats = store.outbox_stats()
+        if not stats:
+            print("no deliveries yet")
+        print(f"{'client':24} {'pending':>8} {'delivered':>10} {'dead':>6}  last success")
+        for client, st in stats.items():
+            last = iso_ms(st["last_delivered_at"]) if st["last_delivered_at"] else "-"
+            print(f"{client:24} {st['pending']:>8} {st['delivered']:>10} {st['dead']:>6}  {last}")
+        return 0
+    from .realm import RealmAdmin
+
+    admin = RealmAdmin(args.keycloak_url, args.realm, args.admin_user,
+                       os.environ.get("OIDC_IDLE_ADMIN_PASSWORD", args.admin_password))
+    result = admin.register_client(args.client_id, args.url, audience=args.audience)
+    print(f"{result['action']} client {args.client_id} in realm {args.realm}")
+    print(f"  redirect URI            {result['redirect_uri']}")
+    print(f"  back-channel logout URL {result['backchannel_url']}")
+    print(f"  client secret           {result['secret']}")
+    print("The worker reads this client from Keycloak when the app first calls it.")
     return 0
 
 
@@ -146,6 +190,23 @@ def parser() -> argparse.ArgumentParser:
     ra.add_argument("--warning-lead", default="2m")
     ra.add_argument("--absolute-lifetime", default="12h")
 
+    ks = sub.add_parser("keys", help="the worker's logout-token signing keys")
+    ks.add_argument("action", choices=["rotate"])
+    ks.add_argument("--db", default=os.environ.get("OIDC_IDLE_DB", "oidc-idle.db"))
+
+    rp = sub.add_parser("rp", help="relying parties (apps)")
+    rp_sub = rp.add_subparsers(dest="rp_action", required=True)
+    reg = rp_sub.add_parser("register", help="create or update an app's Keycloak client")
+    reg.add_argument("--client-id", required=True)
+    reg.add_argument("--url", required=True, help="the app's base URL, e.g. https://portal.example")
+    reg.add_argument("--keycloak-url", default="http://127.0.0.1:8080")
+    reg.add_argument("--realm", default="demo")
+    reg.add_argument("--admin-user", default="admin")
+    reg.add_argument("--admin-password", default="admin", help="or OIDC_IDLE_ADMIN_PASSWORD")
+    reg.add_argument("--audience", default="oidc-idle-worker")
+    lst = rp_sub.add_parser("list", help="apps and their delivery health")
+    lst.add_argument("--db", default=os.environ.get("OIDC_IDLE_DB", "oidc-idle.db"))
+
     a = sub.add_parser("audit", help="check or export the audit trail")
     a.add_argument("action", choices=["verify", "export"])
     a.add_argument("--db", default=os.environ.get("OIDC_IDLE_DB", "oidc-idle.db"))
@@ -156,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     _logging(args.log_level)
     handlers = {"serve": cmd_serve, "demo": cmd_demo, "keycloak": cmd_keycloak,
-                "realm": cmd_realm_apply, "audit": cmd_audit}
+                "realm": cmd_realm_apply, "audit": cmd_audit, "keys": cmd_keys, "rp": cmd_rp}
     try:
         return handlers[args.command](args)
     except OidcIdleError as exc:

@@ -33,7 +33,9 @@ class SigningKeys:
             self.rotate()
 
     def rotate(self) -> str:
-        """Add a new signing key; older keys stay published."""
+        """Sign with a new key from now on. The previous key stays published, so a
+        token signed just before the rotation still validates; older ones are
+        withdrawn from the JWKS."""
         with self._lock:
             kid = f"oidc-idle-{uuid.uuid4().hex[:16]}"
             key = RSAKey.generate_key(2048, parameters={"kid": kid, "use": "sig", "alg": "RS256"})
@@ -55,10 +57,13 @@ class SigningKeys:
 
 
 class RemoteKeySet:
-    """An issuer's published JWKS, cached; refreshed at most every ``min_refresh_s``."""
+    """An issuer's published JWKS, cached for ``max_age_s`` (so a withdrawn key stops
+    being trusted), refetched early on an unknown ``kid`` at most every
+    ``min_refresh_s`` (so random kids cannot make us hammer the issuer)."""
 
     def __init__(self, jwks_url: str, *, timeout_s: float = 5.0, min_refresh_s: float = 10.0,
-                 session: requests.Session | None = None) -> None:
+                 max_age_s: float = 300.0, session: requests.Session | None = None) -> None:
+        self._max_age = max_age_s
         self.jwks_url = jwks_url
         self._timeout = timeout_s
         self._min_refresh = min_refresh_s
@@ -85,7 +90,7 @@ class RemoteKeySet:
     def key_for(self, kid: str | None) -> Any:
         """The key with that ``kid`` (refetching once if unknown)."""
         with self._lock:
-            if self._keys is None:
+            if self._keys is None or time.monotonic() - self._fetched >= self._max_age:
                 self._keys, self._fetched = self._fetch(), time.monotonic()
             key = self._find(kid)
             if key is None and time.monotonic() - self._fetched >= self._min_refresh:

@@ -8,15 +8,22 @@ would end the session silently, with no back-channel logout and no audit.
 
 from __future__ import annotations
 
+import re
 from typing import Any
+from urllib.parse import urlparse
 
 from keycloak import KeycloakAdmin
 from keycloak.exceptions import KeycloakError as _PkcError
 
-from .errors import KeycloakError
+from .errors import ConfigError, KeycloakError
 from .policy import Policy
 
 BACKSTOP_FACTOR = 2
+
+
+def _body(exc: Exception) -> str:
+    body = getattr(exc, "response_body", b"") or b""
+    return body.decode(errors="replace")[:300] if isinstance(body, bytes) else str(body)[:300]
 
 
 class RealmAdmin:
@@ -27,8 +34,10 @@ class RealmAdmin:
             self._admin = KeycloakAdmin(server_url=server_url, username=username,
                                         password=password, realm_name=realm,
                                         user_realm_name=user_realm, timeout=10)
+            self._admin.connection.get_token()  # fail here, clearly, not at first use
         except _PkcError as exc:
-            raise KeycloakError(f"cannot sign in to Keycloak admin as {username}: {exc}") from exc
+            raise KeycloakError(f"cannot sign in to Keycloak at {server_url} as {username}: "
+                                f"{exc}") from exc
 
     def apply_policy(self, policy: Policy) -> dict[str, Any]:
         """Write the policy; returns what changed (attribute -> [old, new])."""
@@ -57,6 +66,70 @@ class RealmAdmin:
             return changes
         except _PkcError as exc:
             raise KeycloakError(f"Keycloak refused the realm update: {exc}") from exc
+
+    def register_client(self, client_id: str, base_url: str, *,
+                        audience: str = "oidc-idle-worker") -> dict[str, Any]:
+        """Create or update an app's client so that it works with oidc-idle.
+
+        Confidential, authorization code with PKCE S256 (RFC 7636), its redirect
+        URI, its back-channel logout URL with ``sid`` required (BCL 1.0 §2.2,
+        "backchannel_logout_session_required"), a service account (the app calls
+        the worker with its client-credentials token) and an audience mapper so
+        those tokens are meant for the worker. Idempotent.
+        """
+        parsed = urlparse(base_url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.query:
+            raise ConfigError(f"--url: not an http(s) base URL: {base_url!r}", key="--url")
+        if not re.fullmatch(r"[A-Za-z0-9._:-]{1,255}", client_id):
+            raise ConfigError(f"--client-id: not a valid client id: {client_id!r}",
+                              key="--client-id")
+        base = base_url.rstrip("/")
+        rep = {
+            "clientId": client_id, "enabled": True, "protocol": "openid-connect",
+            "publicClient": False, "clientAuthenticatorType": "client-secret",
+            "standardFlowEnabled": True, "implicitFlowEnabled": False,
+            "directAccessGrantsEnabled": False, "serviceAccountsEnabled": True,
+            "frontchannelLogout": False, "rootUrl": base, "baseUrl": "/",
+            "redirectUris": [f"{base}/oidc-idle/callback"], "webOrigins": [base],
+            "attributes": {
+                "pkce.code.challenge.method": "S256",
+                "backchannel.logout.url": f"{base}/oidc-idle/backchannel-logout",
+                "backchannel.logout.session.required": "true",
+                "backchannel.logout.revoke.offline.tokens": "false",
+                "post.logout.redirect.uris": f"{base}/*",
+            },
+        }
+        mapper = {"name": "oidc-idle worker audience", "protocol": "openid-connect",
+                  "protocolMapper": "oidc-audience-mapper",
+                  "config": {"included.custom.audience": audience,
+                             "access.token.claim": "true", "id.token.claim": "false",
+                             "introspection.token.claim": "true"}}
+        try:
+            uuid = self._admin.get_client_id(client_id)
+            if uuid is None:
+                uuid = self._admin.create_client({**rep, "protocolMappers": [mapper]})
+                action = "created"
+            else:
+                current = self._admin.get_client(uuid)
+                attrs = {**(current.get("attributes") or {}), **rep["attributes"]}
+                self._admin.update_client(uuid, {**rep, "attributes": attrs})
+                mappers = {m["name"]: m for m in self._admin.get_mappers_from_client(uuid)}
+                if mapper["name"] in mappers:
+                    existing = mappers[mapper["name"]]
+                    self._admin.update_client_mapper(uuid, existing["id"],
+                                                     {**mapper, "id": existing["id"]})
+                else:
+                    self._admin.add_mapper_to_client(uuid, mapper)
+                action = "updated"
+            secret = self._admin.get_client_secrets(uuid).get("value")
+        except _PkcError as exc:
+            code = getattr(exc, "response_code", None)
+            hint = " (the admin user lacks the manage-clients role)" if code == 403 else ""
+            raise KeycloakError(f"Keycloak refused to register {client_id}: {code} "
+                                f"{_body(exc)}{hint}", keycloak_status=code) from exc
+        return {"action": action, "uuid": uuid, "secret": secret,
+                "redirect_uri": rep["redirectUris"][0],
+                "backchannel_url": rep["attributes"]["backchannel.logout.url"]}
 
     def point_client_at(self, client_id: str, base_url: str) -> None:
         """Set an app's redirect URI and back-channel logout URL to ``base_url``."""

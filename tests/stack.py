@@ -133,7 +133,8 @@ class Stack:
         proc = start_app(client_id, port=self.app_ports[client_id], issuer=self.kc.issuer,
                          worker_url=self.worker_url,
                          session_db=self.run_dir / f"{client_id}.db",
-                         log=self.run_dir / f"{client_id}.log")
+                         log=self.run_dir / f"{client_id}.log",
+                         extra_env={"OIDC_IDLE_APP_KEYS_MAX_AGE": "2s"})
         self.apps[client_id] = proc
         return proc
 

@@ -45,7 +45,7 @@ def create_demo_app(client_id: str, *, issuer: str, worker_url: str, session_db:
                     ) -> Flask:
     meta = APPS.get(client_id, {"title": client_id, "secret": secret, "color": "#333"})
     app = Flask(f"oidc_idle_demo_{client_id.replace('-', '_')}")
-    app.config.update(
+    config: dict[str, Any] = dict(
         SECRET_KEY="not-used-sessions-are-server-side",
         OIDC_IDLE_ISSUER=issuer,
         OIDC_IDLE_CLIENT_ID=client_id,
@@ -54,8 +54,8 @@ def create_demo_app(client_id: str, *, issuer: str, worker_url: str, session_db:
         OIDC_IDLE_SESSION_DB=session_db,
         OIDC_IDLE_PASSIVE_ENDPOINTS=["poll", "refresh"],
         OIDC_IDLE_CLEAR_STORAGE_KEYS=["demo-access-token"],
-        **(extra_config or {}),
     )
+    app.config.update({**config, **(extra_config or {})})
     idle = OidcIdle(app)
 
     @app.get("/")

@@ -82,10 +82,11 @@ class _State:
             settings.issuer: logout_token.TrustedIssuer(
                 settings.issuer,
                 RemoteKeySet(f"{settings.issuer}/protocol/openid-connect/certs",
-                             min_refresh_s=1)),
+                             min_refresh_s=1, max_age_s=settings.keys_max_age_ms / 1000)),
             settings.worker_issuer: logout_token.TrustedIssuer(
                 settings.worker_issuer,
-                RemoteKeySet(f"{settings.worker_url}/.well-known/jwks.json", min_refresh_s=1),
+                RemoteKeySet(f"{settings.worker_url}/.well-known/jwks.json", min_refresh_s=1,
+                             max_age_s=settings.keys_max_age_ms / 1000),
                 speaks_for=settings.issuer),
         }
 

@@ -33,6 +33,7 @@ class RpSettings:
     logout_token_max_age_ms: int
     fail_closed_after_ms: int
     clear_storage_keys: tuple[str, ...]
+    keys_max_age_ms: int
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], instance_path: str) -> RpSettings:
@@ -80,4 +81,5 @@ class RpSettings:
             logout_token_max_age_ms=dur("LOGOUT_TOKEN_MAX_AGE", "10m"),
             fail_closed_after_ms=dur("FAIL_CLOSED_AFTER", "15m"),
             clear_storage_keys=tuple(names("CLEAR_STORAGE_KEYS")),
+            keys_max_age_ms=dur("KEYS_MAX_AGE", "5m"),
         )

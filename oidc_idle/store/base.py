@@ -178,7 +178,13 @@ class SessionStore(abc.ABC):
         """All keys, newest first: ``{kid, private_jwk, created_at, active}``."""
 
     @abc.abstractmethod
-    def add_signing_key(self, kid: str, private_jwk: dict[str, Any], now: int) -> None: ...
+    def add_signing_key(self, kid: str, private_jwk: dict[str, Any], now: int,
+                        keep: int = 2) -> None:
+        """Add a key; only the ``keep`` newest stay published (active)."""
+
+    @abc.abstractmethod
+    def outbox_stats(self) -> dict[str, dict[str, Any]]:
+        """Per client: ``pending``, ``delivered``, ``dead``, ``last_delivered_at``."""
 
     # -- health -----------------------------------------------------------
     @abc.abstractmethod

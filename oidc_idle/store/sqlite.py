@@ -384,11 +384,23 @@ class SQLiteStore(SessionStore):
     # -- signing keys -----------------------------------------------------
     def signing_keys(self) -> list[dict[str, Any]]:
         rows = self._read("SELECT kid, private_jwk, created_at, active FROM signing_keys "
-                          "ORDER BY created_at DESC, kid")
+                          "ORDER BY created_at DESC, rowid DESC")
         return [{"kid": k, "private_jwk": json.loads(j), "created_at": c, "active": bool(a)}
                 for k, j, c, a in rows]
 
-    def add_signing_key(self, kid: str, private_jwk: dict[str, Any], now: int) -> None:
+    def add_signing_key(self, kid: str, private_jwk: dict[str, Any], now: int,
+                        keep: int = 2) -> None:
         with self._tx() as db:
             db.execute("INSERT INTO signing_keys (kid, private_jwk, created_at, active) "
                        "VALUES (?,?,?,1)", (kid, json.dumps(private_jwk), now))
+            db.execute("UPDATE signing_keys SET active = 0 WHERE kid NOT IN (SELECT kid FROM "
+                       "signing_keys ORDER BY created_at DESC, rowid DESC LIMIT ?)", (keep,))
+
+    def outbox_stats(self) -> dict[str, dict[str, Any]]:
+        rows = self._read(
+            "SELECT client_id, SUM(state = 'pending'), SUM(state = 'delivered'), "
+            "SUM(state = 'dead'), MAX(delivered_at), SUM(attempts) FROM outbox "
+            "GROUP BY client_id ORDER BY client_id")
+        return {c: {"pending": p or 0, "delivered": d or 0, "dead": x or 0,
+                    "last_delivered_at": last, "attempts": a or 0}
+                for c, p, d, x, last, a in rows}
