@@ -84,20 +84,21 @@ class RealmAdmin:
             raise ConfigError(f"--client-id: not a valid client id: {client_id!r}",
                               key="--client-id")
         base = base_url.rstrip("/")
-        rep = {
+        attributes = {
+            "pkce.code.challenge.method": "S256",
+            "backchannel.logout.url": f"{base}/oidc-idle/backchannel-logout",
+            "backchannel.logout.session.required": "true",
+            "backchannel.logout.revoke.offline.tokens": "false",
+            "post.logout.redirect.uris": f"{base}/*",
+        }
+        redirect_uri = f"{base}/oidc-idle/callback"
+        rep: dict[str, Any] = {
             "clientId": client_id, "enabled": True, "protocol": "openid-connect",
             "publicClient": False, "clientAuthenticatorType": "client-secret",
             "standardFlowEnabled": True, "implicitFlowEnabled": False,
             "directAccessGrantsEnabled": False, "serviceAccountsEnabled": True,
             "frontchannelLogout": False, "rootUrl": base, "baseUrl": "/",
-            "redirectUris": [f"{base}/oidc-idle/callback"], "webOrigins": [base],
-            "attributes": {
-                "pkce.code.challenge.method": "S256",
-                "backchannel.logout.url": f"{base}/oidc-idle/backchannel-logout",
-                "backchannel.logout.session.required": "true",
-                "backchannel.logout.revoke.offline.tokens": "false",
-                "post.logout.redirect.uris": f"{base}/*",
-            },
+            "redirectUris": [redirect_uri], "webOrigins": [base], "attributes": attributes,
         }
         mapper = {"name": "oidc-idle worker audience", "protocol": "openid-connect",
                   "protocolMapper": "oidc-audience-mapper",
@@ -111,7 +112,7 @@ class RealmAdmin:
                 action = "created"
             else:
                 current = self._admin.get_client(uuid)
-                attrs = {**(current.get("attributes") or {}), **rep["attributes"]}
+                attrs = {**(current.get("attributes") or {}), **attributes}
                 self._admin.update_client(uuid, {**rep, "attributes": attrs})
                 mappers = {m["name"]: m for m in self._admin.get_mappers_from_client(uuid)}
                 if mapper["name"] in mappers:
@@ -128,8 +129,8 @@ class RealmAdmin:
             raise KeycloakError(f"Keycloak refused to register {client_id}: {code} "
                                 f"{_body(exc)}{hint}", keycloak_status=code) from exc
         return {"action": action, "uuid": uuid, "secret": secret,
-                "redirect_uri": rep["redirectUris"][0],
-                "backchannel_url": rep["attributes"]["backchannel.logout.url"]}
+                "redirect_uri": redirect_uri,
+                "backchannel_url": attributes["backchannel.logout.url"]}
 
     def point_client_at(self, client_id: str, base_url: str) -> None:
         """Set an app's redirect URI and back-channel logout URL to ``base_url``."""
