@@ -27,6 +27,7 @@ from .clients import ClientRegistry
 from .clock import Clock, iso_ms
 from .errors import KeycloakError
 from .keycloak import Keycloak
+from .metrics import Metrics
 from .policy import Policy
 from .store.base import NewNotification, SessionRecord, SessionStore
 
@@ -56,7 +57,9 @@ class Enforcer:
     def __init__(self, *, store: SessionStore, keycloak: Keycloak, clients: ClientRegistry,
                  policy: Callable[[], Policy], clock: Clock, owner: str, realm: str,
                  issuer: str, lease_ms: int, notification_ttl_ms: int,
-                 on_audit: Callable[[], Any] = lambda: None, parallelism: int = 4) -> None:
+                 on_audit: Callable[[], Any] = lambda: None, parallelism: int = 4,
+                 metrics: Metrics | None = None) -> None:
+        self._metrics = metrics or Metrics()
         self._store = store
         self._kc = keycloak
         self._clients = clients
@@ -103,6 +106,7 @@ class Enforcer:
         except KeycloakError as exc:
             retry_at = self._clock.now_ms() + keycloak_retry_delay_ms(rec.attempts)
             self._store.defer_termination(rec.sid, self._owner, retry_at, exc.description)
+            self._metrics.inc("oidc_idle_keycloak_failures_total")
             log.warning("Keycloak refused or unreachable for sid=%s (attempt %d): %s; "
                         "retry at %s", rec.sid, rec.attempts, exc.description, iso_ms(retry_at))
             return False
@@ -145,6 +149,8 @@ class Enforcer:
         if seq is None:
             log.info("sid=%s was finished by another sweep; nothing written", rec.sid)
             return False
+        self._metrics.inc("oidc_idle_terminations_total", reason=reason)
+        self._metrics.observe("oidc_idle_termination_lag_seconds", (now - rec.deadline) / 1000)
         log.info("terminated sid=%s sub=%s reason=%s deadline=%s lag_ms=%d keycloak=%s",
                  rec.sid, rec.sub, reason, iso_ms(rec.deadline), now - rec.deadline, result)
         return True

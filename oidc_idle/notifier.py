@@ -28,6 +28,7 @@ import requests
 from . import logout_token
 from .clock import Clock, iso_ms
 from .keys import SigningKeys
+from .metrics import Metrics
 from .store.base import Notification, SessionStore
 
 log = logging.getLogger("oidc_idle.notifier")
@@ -45,7 +46,8 @@ class Notifier:
     def __init__(self, *, store: SessionStore, keys: SigningKeys, issuer: str, clock: Clock,
                  timeout_ms: int, backoff_base_ms: int, backoff_max_ms: int, parallelism: int,
                  on_audit: Callable[[], Any] = lambda: None,
-                 http: requests.Session | None = None) -> None:
+                 http: requests.Session | None = None, metrics: Metrics | None = None) -> None:
+        self._metrics = metrics or Metrics()
         self._store = store
         self._keys = keys
         self._issuer = issuer
@@ -125,6 +127,10 @@ class Notifier:
         if error is None:
             if self._store.notification_delivered(n.id, now, status or 200,
                                                   self._audit(n, "delivered", status, None, now)):
+                self._metrics.inc("oidc_idle_deliveries_total", client=n.client_id,
+                                  outcome="delivered")
+                self._metrics.observe("oidc_idle_delivery_latency_seconds",
+                                      (now - n.created_at) / 1000, client=n.client_id)
                 self._on_audit()
             log.info("logout delivered to %s for sid=%s (attempt %d)", n.client_id, n.sid,
                      n.attempts)
@@ -135,6 +141,7 @@ class Notifier:
         next_at = now + backoff_ms(n.attempts, self._base, self._max, self._rng)
         if next_at >= n.expires_at:
             next_at = max(now + 1, n.expires_at - 1)  # a last try just inside the time-to-live
+        self._metrics.inc("oidc_idle_deliveries_total", client=n.client_id, outcome="retried")
         self._store.notification_retry(n.id, next_at, status, error, {
             "at": iso_ms(now), "attempt": n.attempts, "status": status, "error": error})
         log.warning("logout to %s for sid=%s failed (attempt %d): %s; retry at %s",
@@ -143,6 +150,8 @@ class Notifier:
     def _dead(self, n: Notification, status: int | None, error: str, now: int) -> None:
         if self._store.notification_dead(n.id, now, status, error,
                                          self._audit(n, "dead_lettered", status, error, now)):
+            self._metrics.inc("oidc_idle_deliveries_total", client=n.client_id,
+                              outcome="dead_lettered")
             self._on_audit()
         log.error("logout to %s for sid=%s dead-lettered after %d attempts: %s",
                   n.client_id, n.sid, n.attempts, error)

@@ -132,24 +132,6 @@ class RealmAdmin:
                 "redirect_uri": redirect_uri,
                 "backchannel_url": attributes["backchannel.logout.url"]}
 
-    def point_client_at(self, client_id: str, base_url: str) -> None:
-        """Set an app's redirect URI and back-channel logout URL to ``base_url``."""
-        base = base_url.rstrip("/")
-        try:
-            uuid = self._admin.get_client_id(client_id)
-            if uuid is None:
-                raise KeycloakError(f"no client {client_id!r} in realm {self.realm}")
-            rep = self._admin.get_client(uuid)
-            attrs = dict(rep.get("attributes") or {})
-            attrs.update({"backchannel.logout.url": f"{base}/oidc-idle/backchannel-logout",
-                          "backchannel.logout.session.required": "true",
-                          "post.logout.redirect.uris": f"{base}/*"})
-            self._admin.update_client(uuid, {
-                "rootUrl": base, "redirectUris": [f"{base}/oidc-idle/callback"],
-                "webOrigins": [base], "attributes": attrs})
-        except _PkcError as exc:
-            raise KeycloakError(f"Keycloak refused the client update: {exc}") from exc
-
     def user_sessions(self, username: str) -> list[dict[str, Any]]:
         uid = self._admin.get_user_id(username)
         return list(self._admin.get_sessions(uid)) if uid else []

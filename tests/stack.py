@@ -198,7 +198,7 @@ def make_stack(keycloak: KeycloakHandle, tmp_path: Path) -> Iterator[Callable[..
         keycloak.admin.apply_policy(policy)
         ports = {c: free_port() for c in APP_SECRETS}
         for client_id, port in ports.items():
-            keycloak.admin.point_client_at(client_id, f"http://127.0.0.1:{port}")
+            keycloak.admin.register_client(client_id, f"http://127.0.0.1:{port}")
         wport = free_port()
         env = worker_env(keycloak_url=keycloak.base_url, realm=REALM, port=wport,
                          run_dir=tmp_path, OIDC_IDLE_SWEEP_INTERVAL="200ms",

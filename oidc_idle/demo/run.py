@@ -37,7 +37,7 @@ def run_demo(*, idle_timeout_ms: int, realm_dir: str | None, keycloak_port: int)
             worker_env(keycloak_url=kc.base_url, realm="demo", port=WORKER_PORT,
                        run_dir=run_dir), run_dir / "worker.log"))
         for client_id, meta in APPS.items():
-            admin.point_client_at(client_id, f"http://127.0.0.1:{meta['port']}")
+            admin.register_client(client_id, f"http://127.0.0.1:{meta['port']}")
             procs.append(start_app(client_id, port=meta["port"], issuer=issuer,
                                    worker_url=worker_url,
                                    session_db=run_dir / f"{client_id}.db",

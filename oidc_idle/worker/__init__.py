@@ -17,6 +17,7 @@ from ..config import WorkerSettings
 from ..enforcer import Enforcer
 from ..keycloak import AdminKeycloak, Keycloak
 from ..keys import RemoteKeySet, SigningKeys
+from ..metrics import Metrics
 from ..notifier import Notifier
 from ..store.sqlite import SQLiteStore
 from .auth import BearerAuth
@@ -46,18 +47,21 @@ def build(settings: WorkerSettings, *, clock: Clock | None = None,
     sink = JsonlSink(store, settings.audit_log)
     clients = ClientRegistry(store, kc, clock)
     keys = SigningKeys(store, clock)
+    metrics = Metrics()
     enforcer = Enforcer(store=store, keycloak=kc, clients=clients, policy=policy, clock=clock,
                         owner=settings.instance, realm=settings.realm, issuer=settings.public_url,
                         lease_ms=settings.lease_ms, notification_ttl_ms=settings.delivery_ttl_ms,
-                        on_audit=sink.sync, parallelism=settings.terminate_parallelism)
+                        on_audit=sink.sync, parallelism=settings.terminate_parallelism,
+                        metrics=metrics)
     notifier = Notifier(store=store, keys=keys, issuer=settings.public_url, clock=clock,
                         timeout_ms=settings.delivery_timeout_ms,
                         backoff_base_ms=settings.delivery_backoff_base_ms,
                         backoff_max_ms=settings.delivery_backoff_max_ms,
-                        parallelism=settings.delivery_parallelism, on_audit=sink.sync)
+                        parallelism=settings.delivery_parallelism, on_audit=sink.sync,
+                        metrics=metrics)
     worker = Worker(store=store, keycloak=kc, clock=clock, policy=policy, keys=keys,
                     clients=clients, enforcer=enforcer, notifier=notifier, sink=sink,
-                    clock_skew_ms=settings.clock_skew_ms)
+                    clock_skew_ms=settings.clock_skew_ms, metrics=metrics)
     auth = BearerAuth(keys=RemoteKeySet(f"{settings.issuer}/protocol/openid-connect/certs"),
                       issuer=settings.issuer, audience=settings.audience, clients=clients,
                       clock=clock, skew_ms=settings.clock_skew_ms)

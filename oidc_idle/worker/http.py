@@ -97,6 +97,10 @@ def create_app(worker: Worker, auth: BearerAuth) -> Flask:
         resp.headers["Cache-Control"] = "public, max-age=60"
         return resp
 
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(worker.render_metrics(), mimetype="text/plain; version=0.0.4")
+
     @app.get("/healthz")
     def healthz() -> Response:
         return jsonify({"status": "ok"})

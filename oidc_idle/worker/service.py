@@ -23,6 +23,7 @@ from ..enforcer import Enforcer
 from ..errors import KeycloakError, NotFound, PolicyError
 from ..keycloak import Keycloak
 from ..keys import SigningKeys
+from ..metrics import Metrics
 from ..notifier import Notifier
 from ..policy import Policy
 from ..store.base import ACTIVE, SessionRecord, SessionStore
@@ -70,7 +71,8 @@ class Worker:
     def __init__(self, *, store: SessionStore, keycloak: Keycloak, clock: Clock,
                  policy: Callable[[], Policy], keys: SigningKeys, clients: ClientRegistry,
                  enforcer: Enforcer, notifier: Notifier, sink: JsonlSink | None,
-                 clock_skew_ms: int) -> None:
+                 clock_skew_ms: int, metrics: Metrics | None = None) -> None:
+        self.metrics = metrics or Metrics()
         self.store = store
         self.keycloak = keycloak
         self.clock = clock
@@ -101,6 +103,7 @@ class Worker:
             return {"sid": ev.sid, "error": "keycloak_unavailable", "detail": exc.description}
         policy = self.policy()
         move = tracker.plan(session, ev, policy, now)
+        self.metrics.inc("oidc_idle_activity_events_total", counted=str(move.counts).lower())
         if (move.deadline is not None and move.last_activity_at is not None
                 and self.store.record_activity(ev.sid, move.last_activity_at, move.deadline,
                                                now)):
@@ -169,6 +172,15 @@ class Worker:
         if self._scheduler is not None:  # sweep now rather than at the next tick
             self._scheduler.modify_job("sweep", next_run_time=_now_dt())
         return tracker.view(session, self.policy(), self.clock.now_ms())
+
+    def render_metrics(self) -> str:
+        gauges: list[tuple[str, dict[str, str], float]] = [
+            ("oidc_idle_sessions", {"state": state}, self.store.count_sessions(state))
+            for state in ("active", "terminating", "terminated")]
+        for client, st in self.store.outbox_stats().items():
+            for state in ("pending", "delivered", "dead"):
+                gauges.append(("oidc_idle_outbox", {"client": client, "state": state}, st[state]))
+        return self.metrics.render(gauges)
 
     # -- background -------------------------------------------------------
     def sync_audit(self) -> None:

@@ -177,3 +177,26 @@ def test_jsonl_sink_catches_up_after_a_crash(rig, tmp_path):
     from oidc_idle.audit import JsonlSink
     assert JsonlSink(rig.store, path).sync() == len(lines)
     assert path.read_text().splitlines() == lines
+
+
+def test_metrics_count_terminations_deliveries_and_outbox_state(rig):
+    from oidc_idle.metrics import Metrics
+
+    m = Metrics()
+    rig.enforcer._metrics = m
+    rig.notifier._metrics = m
+    rig.worker.metrics = m
+    _due(rig)
+    rig.http.answers["http://rp/app-b/bcl"] = [500]
+    rig.enforcer.sweep()
+    _drain(rig, rounds=3)
+    text = rig.worker.render_metrics()
+    assert 'oidc_idle_terminations_total{reason="idle_timeout"} 1' in text
+    assert 'oidc_idle_deliveries_total{client="app-a",outcome="delivered"} 1' in text
+    assert 'oidc_idle_deliveries_total{client="app-b",outcome="retried"} 1' in text
+    assert 'oidc_idle_outbox{client="app-b",state="pending"} 1' in text
+    assert 'oidc_idle_outbox{client="app-a",state="delivered"} 1' in text
+    assert 'oidc_idle_sessions{state="terminated"} 1' in text
+    assert 'oidc_idle_delivery_latency_seconds_count{client="app-a"} 1' in text
+    assert "# TYPE oidc_idle_delivery_latency_seconds histogram" in text
+    assert 'oidc_idle_activity_events_total{counted="true"}' in text
