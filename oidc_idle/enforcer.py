@@ -78,10 +78,7 @@ class Enforcer:
         claimed = self._store.claim_due(self._clock.now_ms(), self._owner, self._lease, limit)
         if not claimed:
             return 0
-        finished = sum(1 for ok in self._pool.map(self._terminate, claimed) if ok)
-        if finished:
-            self._on_audit()
-        return finished
+        return sum(1 for ok in self._pool.map(self._terminate, claimed) if ok)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -149,6 +146,7 @@ class Enforcer:
         if seq is None:
             log.info("sid=%s was finished by another sweep; nothing written", rec.sid)
             return False
+        self._on_audit()  # the JSON-lines copy, and the notifier: owed logouts go out now
         self._metrics.inc("oidc_idle_terminations_total", reason=reason)
         self._metrics.observe("oidc_idle_termination_lag_seconds", (now - rec.deadline) / 1000)
         log.info("terminated sid=%s sub=%s reason=%s deadline=%s lag_ms=%d keycloak=%s",

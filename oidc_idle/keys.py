@@ -29,6 +29,7 @@ class SigningKeys:
         self._store = store
         self._clock = clock
         self._lock = threading.Lock()
+        self._imported: dict[str, RSAKey] = {}  # importing an RSA private key costs ~35 ms
         if not store.signing_keys():
             self.rotate()
 
@@ -43,14 +44,22 @@ class SigningKeys:
             return kid
 
     def current(self) -> RSAKey:
-        keys = [k for k in self._store.signing_keys() if k["active"]]
-        return RSAKey.import_key(keys[0]["private_jwk"])
+        """The newest active key (read from the store each time: a rotation made by
+        `oidc-idle keys rotate` in another process applies at once)."""
+        return self._key(next(k for k in self._store.signing_keys() if k["active"]))
+
+    def _key(self, row: dict[str, Any]) -> RSAKey:
+        key = self._imported.get(row["kid"])
+        if key is None:
+            key = RSAKey.import_key(row["private_jwk"])
+            self._imported[row["kid"]] = key
+        return key
 
     def jwks(self) -> dict[str, Any]:
         out = []
         for k in self._store.signing_keys():
             if k["active"]:
-                pub = RSAKey.import_key(k["private_jwk"]).as_dict(private=False)
+                pub = self._key(k).as_dict(private=False)
                 pub.update({"kid": k["kid"], "use": "sig", "alg": "RS256"})
                 out.append(pub)
         return {"keys": out}

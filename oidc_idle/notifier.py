@@ -61,6 +61,28 @@ class Notifier:
         self._parallelism = parallelism
         self._pool = ThreadPoolExecutor(parallelism, thread_name_prefix="oidc-idle-deliver")
         self._busy = threading.Semaphore(parallelism)
+        self._wake = threading.Event()
+
+    def wake(self) -> None:
+        """Something may be due now (a termination finished, an attempt ended)."""
+        self._wake.set()
+
+    def run(self, stop: threading.Event, idle_wait_s: float = 0.25) -> None:
+        """The dispatcher loop: claim what is due whenever a slot is free.
+
+        Woken by terminations and by finished attempts, so a notice goes out as
+        soon as it is owed; otherwise it looks again every ``idle_wait_s`` for
+        retries whose backoff has passed.
+        """
+        while not stop.is_set():
+            try:
+                started = self.deliver_due()
+            except Exception:
+                log.exception("claiming due notifications failed; trying again")
+                started = 0
+            if not started:
+                self._wake.wait(idle_wait_s)
+                self._wake.clear()
 
     def deliver_due(self) -> int:
         """Start attempts for due notifications; never waits for slow apps."""
@@ -88,6 +110,7 @@ class Notifier:
                           n.attempts, n.client_id, n.sid)
         finally:
             self._busy.release()
+            self._wake.set()
 
     def _audit(self, n: Notification, outcome: str, status: int | None, error: str | None,
                now: int) -> dict[str, Any]:

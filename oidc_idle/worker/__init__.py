@@ -48,16 +48,17 @@ def build(settings: WorkerSettings, *, clock: Clock | None = None,
     clients = ClientRegistry(store, kc, clock)
     keys = SigningKeys(store, clock)
     metrics = Metrics()
-    enforcer = Enforcer(store=store, keycloak=kc, clients=clients, policy=policy, clock=clock,
-                        owner=settings.instance, realm=settings.realm, issuer=settings.public_url,
-                        lease_ms=settings.lease_ms, notification_ttl_ms=settings.delivery_ttl_ms,
-                        on_audit=sink.sync, parallelism=settings.terminate_parallelism,
-                        metrics=metrics)
     notifier = Notifier(store=store, keys=keys, issuer=settings.public_url, clock=clock,
                         timeout_ms=settings.delivery_timeout_ms,
                         backoff_base_ms=settings.delivery_backoff_base_ms,
                         backoff_max_ms=settings.delivery_backoff_max_ms,
                         parallelism=settings.delivery_parallelism, on_audit=sink.sync,
+                        metrics=metrics)
+    enforcer = Enforcer(store=store, keycloak=kc, clients=clients, policy=policy, clock=clock,
+                        owner=settings.instance, realm=settings.realm, issuer=settings.public_url,
+                        lease_ms=settings.lease_ms, notification_ttl_ms=settings.delivery_ttl_ms,
+                        on_audit=lambda: (sink.sync(), notifier.wake()),
+                        parallelism=settings.terminate_parallelism,
                         metrics=metrics)
     worker = Worker(store=store, keycloak=kc, clock=clock, policy=policy, keys=keys,
                     clients=clients, enforcer=enforcer, notifier=notifier, sink=sink,

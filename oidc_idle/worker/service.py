@@ -194,9 +194,10 @@ class Worker:
             "coalesce": True, "max_instances": 1, "misfire_grace_time": None})
         sched.add_job(self._sweep_job, "interval", seconds=sweep_interval_ms / 1000,
                       id="sweep", next_run_time=_now_dt())
-        sched.add_job(self.notifier.deliver_due, "interval",
-                      seconds=min(sweep_interval_ms, 250) / 1000, id="deliver",
-                      next_run_time=_now_dt())
+        self._stop = threading.Event()
+        self._dispatcher = threading.Thread(target=self.notifier.run, args=(self._stop,),
+                                            name="oidc-idle-dispatcher", daemon=True)
+        self._dispatcher.start()
         if policy_refresh is not None:
             sched.add_job(policy_refresh, "interval", seconds=policy_refresh_ms / 1000,
                           id="policy")
@@ -208,12 +209,14 @@ class Worker:
             self.enforcer.sweep()
         except Exception:
             log.exception("sweep failed; the next one will try again")
-        self.notifier.deliver_due()
 
     def stop(self) -> None:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=True)
             self._scheduler = None
+            self._stop.set()
+            self.notifier.wake()
+            self._dispatcher.join(timeout=10)
         self.enforcer.close()
         self.notifier.close()
         self.sync_audit()

@@ -1,0 +1,70 @@
+"""Shared pieces of the benchmarks: a Keycloak (booted or given), a worker
+process served as in production, percentiles, results."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import statistics
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from oidc_idle import devkeycloak  # noqa: E402
+from oidc_idle.cli import realm_files  # noqa: E402
+from oidc_idle.realm import RealmAdmin  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def keycloak() -> Iterator[tuple[str, RealmAdmin]]:
+    """$OIDC_IDLE_BENCH_KEYCLOAK_URL (admin/admin, demo realm) or a fresh one."""
+    url = os.environ.get("OIDC_IDLE_BENCH_KEYCLOAK_URL")
+    if url:
+        yield url, RealmAdmin(url, "demo", "admin", "admin")
+        return
+    http, mgmt = free_port(), free_port()
+    t0 = time.monotonic()
+    inst = devkeycloak.start(name=f"bench-{http}", http_port=http, management_port=mgmt,
+                             realm_files=realm_files(None))
+    print(f"Keycloak {devkeycloak.KEYCLOAK_VERSION} ready in {time.monotonic() - t0:.1f} s")
+    try:
+        yield inst.base_url, RealmAdmin(inst.base_url, "demo", "admin", "admin")
+    finally:
+        devkeycloak.stop(inst.name)
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {"n": len(values), "p50": pct(values, 50), "p99": pct(values, 99),
+            "max": max(values) if values else float("nan"),
+            "mean": statistics.fmean(values) if values else float("nan")}
+
+
+def write(name: str, data: dict) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    data = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **data}
+    path.write_text(json.dumps(data, indent=2))
+    return path
