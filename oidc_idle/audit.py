@@ -60,6 +60,27 @@ def verify(records: Iterable[dict[str, Any]]) -> list[str]:
     return problems
 
 
+CSV_FIELDS = ("seq", "event", "type", "at", "deadline", "terminated_at", "lag_ms", "realm",
+              "worker", "sub", "sid", "clients", "client_id", "result", "attempts", "hash")
+
+
+def record_time_ms(record: dict[str, Any]) -> int:
+    """When a record's event happened: termination time, or delivery time."""
+    return int(record.get("terminated_at_ms") or record.get("at_ms") or 0)
+
+
+def csv_row(r: dict[str, Any]) -> list[Any]:
+    """One flat row per record, for a spreadsheet (the JSON keeps everything)."""
+    ident, outcome, where = r.get("identity", {}), r.get("outcome", {}), r.get("where", {})
+    kc = outcome.get("keycloak", {}) if isinstance(outcome.get("keycloak"), dict) else {}
+    return [r.get("seq"), r.get("event"), r.get("type"), r.get("at") or r.get("terminated_at"),
+            r.get("deadline"), r.get("terminated_at"), r.get("lag_ms"), where.get("realm"),
+            where.get("worker"), ident.get("sub"), ident.get("sid"),
+            " ".join(ident.get("clients", [])), ident.get("client_id"),
+            kc.get("result") or outcome.get("result"),
+            kc.get("attempts") or outcome.get("attempts"), r.get("hash")]
+
+
 class JsonlSink:
     """Appends store audit records to a JSON-lines file, in order, once each."""
 

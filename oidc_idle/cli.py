@@ -101,8 +101,33 @@ def cmd_audit(args: argparse.Namespace) -> int:
             print(p)
         print(f"{len(records)} records, {'chain intact' if not problems else 'CHAIN BROKEN'}")
         return 0 if not problems else 1
-    for r in records:
-        print(json.dumps(r, sort_keys=True))
+    from .audit import CSV_FIELDS, csv_row, record_time_ms
+    from .clock import parse_iso_ms
+
+    def bound(text: str | None, flag: str) -> int | None:
+        if text is None:
+            return None
+        try:
+            return parse_iso_ms(text if "T" in text else f"{text}T00:00:00Z")
+        except ValueError:
+            raise OidcIdleError(f"{flag}: expected a date or an RFC 3339 time, got {text!r}",
+                                error="invalid_request") from None
+
+    since, until = bound(args.since, "--since"), bound(args.until, "--until")
+    chosen = [r for r in records
+              if (since is None or record_time_ms(r) >= since)
+              and (until is None or record_time_ms(r) < until)]
+    if args.format == "csv":
+        import csv
+
+        writer = csv.writer(sys.stdout)
+        writer.writerow(CSV_FIELDS)
+        for r in chosen:
+            writer.writerow(csv_row(r))
+    else:
+        for r in chosen:
+            print(json.dumps(r, sort_keys=True))
+    print(f"{len(chosen)} of {len(records)} records exported", file=sys.stderr)
     return 0
 
 
@@ -210,6 +235,9 @@ def parser() -> argparse.ArgumentParser:
     a = sub.add_parser("audit", help="check or export the audit trail")
     a.add_argument("action", choices=["verify", "export"])
     a.add_argument("--db", default=os.environ.get("OIDC_IDLE_DB", "oidc-idle.db"))
+    a.add_argument("--since", help="export: from this time (RFC 3339 or YYYY-MM-DD, UTC)")
+    a.add_argument("--until", help="export: before this time")
+    a.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
     return p
 
 

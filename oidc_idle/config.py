@@ -95,11 +95,14 @@ class WorkerSettings:
     delivery_parallelism: int = 8
     terminate_parallelism: int = 4
     threads: int = 8
+    issuer_url: str = ""
 
     @property
     def issuer(self) -> str:
-        """The realm issuer, as Keycloak puts it into tokens."""
-        return f"{self.keycloak_url}/realms/{self.realm}"
+        """The realm issuer, as Keycloak puts it into the apps' tokens. It differs
+        from ``keycloak_url`` when the worker reaches Keycloak by an internal
+        address (a sidecar network) while tokens name the public one."""
+        return self.issuer_url or f"{self.keycloak_url}/realms/{self.realm}"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
@@ -149,6 +152,7 @@ class WorkerSettings:
             delivery_parallelism=_int(env, "DELIVERY_PARALLELISM", 8),
             terminate_parallelism=_int(env, "TERMINATE_PARALLELISM", 4),
             threads=_int(env, "THREADS", 8),
+            issuer_url=_url(env, "ISSUER", f"{keycloak_url}/realms/{realm}"),
         )
         for path_key, path in (("DB", settings.db_path), ("AUDIT_LOG", settings.audit_log)):
             parent = Path(path).expanduser().resolve().parent

@@ -111,6 +111,16 @@ class SessionStore(abc.ABC):
         """
 
     @abc.abstractmethod
+    def reapply_policy(self, idle_timeout_ms: int, absolute_lifetime_ms: int, now: int) -> int:
+        """Recompute the deadline of every live session under a changed policy.
+
+        Sessions still alive at ``now`` get ``min(last activity + idle, start +
+        absolute)``; one that the new policy puts in the past is due at the next
+        sweep. A session already past its deadline is never revived. Returns how
+        many deadlines changed.
+        """
+
+    @abc.abstractmethod
     def request_termination(self, sid: str, reason: str, now: int) -> SessionRecord | None:
         """Make an active session due now (user logout). Returns the record."""
 

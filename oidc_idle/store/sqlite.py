@@ -231,6 +231,16 @@ class SQLiteStore(SessionStore):
                 }))
             return claimed
 
+    def reapply_policy(self, idle_timeout_ms: int, absolute_lifetime_ms: int, now: int) -> int:
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE sessions SET deadline = MIN(last_activity_at + ?, started_at + ?) "
+                "WHERE state = ? AND deadline > ? AND reason IS NULL "
+                "AND deadline != MIN(last_activity_at + ?, started_at + ?)",
+                (idle_timeout_ms, absolute_lifetime_ms, ACTIVE, now, idle_timeout_ms,
+                 absolute_lifetime_ms))
+            return cur.rowcount
+
     def request_termination(self, sid: str, reason: str, now: int) -> SessionRecord | None:
         with self._tx() as db:
             db.execute(

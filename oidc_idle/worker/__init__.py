@@ -43,7 +43,8 @@ def build(settings: WorkerSettings, *, clock: Clock | None = None,
     kc = keycloak or AdminKeycloak(settings.keycloak_url, settings.realm, settings.client_id,
                                    settings.client_secret)
     store = SQLiteStore(settings.db_path)
-    policy = PolicySource(kc)
+    holder: list[Worker] = []
+    policy = PolicySource(kc, on_change=lambda p: holder[0].apply_policy(p) if holder else 0)
     sink = JsonlSink(store, settings.audit_log)
     clients = ClientRegistry(store, kc, clock)
     keys = SigningKeys(store, clock)
@@ -63,7 +64,9 @@ def build(settings: WorkerSettings, *, clock: Clock | None = None,
     worker = Worker(store=store, keycloak=kc, clock=clock, policy=policy, keys=keys,
                     clients=clients, enforcer=enforcer, notifier=notifier, sink=sink,
                     clock_skew_ms=settings.clock_skew_ms, metrics=metrics)
-    auth = BearerAuth(keys=RemoteKeySet(f"{settings.issuer}/protocol/openid-connect/certs"),
+    holder.append(worker)
+    certs = f"{settings.keycloak_url}/realms/{settings.realm}/protocol/openid-connect/certs"
+    auth = BearerAuth(keys=RemoteKeySet(certs),
                       issuer=settings.issuer, audience=settings.audience, clients=clients,
                       clock=clock, skew_ms=settings.clock_skew_ms)
     return Built(worker, create_app(worker, auth), policy)

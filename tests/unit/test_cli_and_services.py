@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -80,3 +81,30 @@ def test_audit_verify_command_reports_an_edit(tmp_path):
     conn.close()
     bad = run_cli("audit", "verify", "--db", str(db))
     assert bad.returncode == 1 and "seq=2" in bad.stdout and "CHAIN BROKEN" in bad.stdout
+
+
+def test_audit_export_filters_by_time_and_writes_csv(tmp_path):
+    import csv
+    import io
+
+    from oidc_idle.store.sqlite import SQLiteStore
+
+    db = tmp_path / "w.db"
+    store = SQLiteStore(db)
+    days = ["2026-01-01T10:00:00.000Z", "2026-01-02T10:00:00.000Z", "2026-01-03T10:00:00.000Z"]
+    from oidc_idle.clock import parse_iso_ms
+    for i, day in enumerate(days):
+        store.append_audit({"event": "session.terminated", "type": "automatic_logoff",
+                            "terminated_at": day, "terminated_at_ms": parse_iso_ms(day),
+                            "deadline": day, "identity": {"sub": f"u{i}", "sid": f"s{i}",
+                                                          "clients": ["a", "b"]}})
+    store.close()
+    r = run_cli("audit", "export", "--db", str(db), "--since", "2026-01-02",
+                "--until", "2026-01-03")
+    assert r.returncode == 0 and "1 of 3 records exported" in r.stderr
+    assert [json.loads(line)["identity"]["sid"] for line in r.stdout.splitlines()] == ["s1"]
+    r = run_cli("audit", "export", "--db", str(db), "--format", "csv", "--since", "2026-01-02")
+    rows = list(csv.DictReader(io.StringIO(r.stdout)))
+    assert [row["sid"] for row in rows] == ["s1", "s2"] and rows[0]["clients"] == "a b"
+    bad = run_cli("audit", "export", "--db", str(db), "--since", "last tuesday")
+    assert bad.returncode == 2 and "--since" in bad.stderr and "Traceback" not in bad.stderr

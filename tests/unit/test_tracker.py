@@ -164,3 +164,41 @@ def test_no_session_outlives_its_deadline_or_revives_or_dies_twice(tmp_path_fact
         assert rig.kc.deleted == ["sid-1"]
     finally:
         rig.close()
+
+
+def test_a_policy_change_applies_to_live_sessions_at_the_next_sweep(rig):
+    from oidc_idle.worker.service import PolicySource
+
+    rig.kc.attributes = {"oidcIdle.idleTimeout": "60", "oidcIdle.warningLead": "10",
+                         "oidcIdle.absoluteLifetime": "600"}
+    source = PolicySource(rig.kc, on_change=rig.worker.apply_policy)
+    rig.worker.policy = source
+    rig.enforcer._policy = source
+    rig.login("idle", "u1", "app-a")
+    rig.login("busy", "u2", "app-a")
+    rig.report("app-a", sid="idle", sub="u1")
+    rig.report("app-a", sid="busy", sub="u2")
+    rig.clock.advance(40_000)
+    rig.report("app-a", sid="busy", sub="u2")
+    # The realm's idle timeout drops from 60 s to 30 s.
+    rig.kc.attributes["oidcIdle.idleTimeout"] = "30"
+    source.refresh()
+    assert source().idle_timeout_ms == 30_000
+    assert rig.enforcer.sweep() == 1, "the session idle for 40 s dies at once"
+    assert rig.store.get_session("idle").state == "terminated"
+    busy = rig.store.get_session("busy")
+    assert busy.state == "active" and busy.deadline == busy.last_activity_at + 30_000
+    # A bad update is refused and the last good policy stays.
+    rig.kc.attributes["oidcIdle.warningLead"] = "45"
+    source.refresh()
+    assert source().idle_timeout_ms == 30_000 and source().warning_lead_ms == 10_000
+
+
+def test_the_worker_warns_when_keycloak_would_end_sessions_first(rig, caplog):
+    from oidc_idle.worker.service import PolicySource
+
+    rig.kc.attributes = {"oidcIdle.idleTimeout": "900", "ssoSessionIdleTimeout": 600}
+    with caplog.at_level("WARNING"):
+        PolicySource(rig.kc)
+    assert "SSO Session Idle (600 s) is not above the policy's idle timeout (900 s)" in \
+        caplog.text
