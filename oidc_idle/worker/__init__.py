@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+from functools import partial
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,11 @@ class Built:
     policy: PolicySource
 
 
+def _after_termination(sink: JsonlSink, notifier: Notifier) -> None:
+    sink.sync()  # the JSON-lines copy for the SIEM
+    notifier.wake()  # the owed logouts go out now, not at a tick
+
+
 def build(settings: WorkerSettings, *, clock: Clock | None = None,
           keycloak: Keycloak | None = None) -> Built:
     """Wire a worker from its settings (nothing started yet)."""
@@ -58,7 +64,7 @@ def build(settings: WorkerSettings, *, clock: Clock | None = None,
     enforcer = Enforcer(store=store, keycloak=kc, clients=clients, policy=policy, clock=clock,
                         owner=settings.instance, realm=settings.realm, issuer=settings.public_url,
                         lease_ms=settings.lease_ms, notification_ttl_ms=settings.delivery_ttl_ms,
-                        on_audit=lambda: (sink.sync(), notifier.wake()),
+                        on_audit=partial(_after_termination, sink, notifier),
                         parallelism=settings.terminate_parallelism,
                         metrics=metrics)
     worker = Worker(store=store, keycloak=kc, clock=clock, policy=policy, keys=keys,

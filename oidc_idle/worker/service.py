@@ -37,7 +37,7 @@ class PolicySource:
     """The realm's policy, re-read periodically; a bad update keeps the last good one."""
 
     def __init__(self, keycloak: Keycloak,
-                 on_change: Callable[[Policy], None] = lambda p: None) -> None:
+                 on_change: Callable[[Policy], object] = lambda p: None) -> None:
         self._kc = keycloak
         self._on_change = on_change
         self._policy = self._read()  # at start a bad or unreadable policy is fatal
