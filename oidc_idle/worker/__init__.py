@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import signal
-from functools import partial
 import threading
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from flask import Flask
