@@ -80,9 +80,16 @@ def cmd_realm_apply(args: argparse.Namespace) -> int:
         absolute_lifetime_ms=parse_duration_ms(args.absolute_lifetime,
                                                key="--absolute-lifetime"),
     )
+    per_app: dict[str, int] = {}
+    for spec in args.client_idle_timeout or []:
+        name, _, dur = spec.partition("=")
+        if not name or not dur:
+            raise OidcIdleError(f"--client-idle-timeout: expected CLIENT=DURATION, got {spec!r}")
+        per_app[name] = parse_duration_ms(dur, key="--client-idle-timeout")
     admin = RealmAdmin(args.keycloak_url, args.realm, args.admin_user,
                        os.environ.get("OIDC_IDLE_ADMIN_PASSWORD", args.admin_password))
-    changes = admin.apply_policy(policy)
+    changes = admin.apply(policy, client_idle_timeouts=per_app,
+                          worker_client_id=args.worker_client_id)
     if not changes:
         print("realm already has this policy; nothing changed")
     for key, (old, new) in changes.items():
@@ -214,6 +221,10 @@ def parser() -> argparse.ArgumentParser:
     ra.add_argument("--idle-timeout", default="15m")
     ra.add_argument("--warning-lead", default="2m")
     ra.add_argument("--absolute-lifetime", default="12h")
+    ra.add_argument("--client-idle-timeout", action="append", metavar="CLIENT=DURATION",
+                    help="a stricter idle timeout for one app, e.g. admin-console=5m")
+    ra.add_argument("--worker-client-id", default="oidc-idle-worker",
+                    help="create/update the worker's service-account client ('' to skip)")
 
     ks = sub.add_parser("keys", help="the worker's logout-token signing keys")
     ks.add_argument("action", choices=["rotate"])

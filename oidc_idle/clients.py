@@ -38,6 +38,7 @@ class ClientRegistry:
             raise
         if kc is None:
             return None
-        rec = ClientRecord(client_id, kc.backchannel_url, kc.service_account_sub, now)
+        rec = ClientRecord(client_id, kc.backchannel_url, kc.service_account_sub, now,
+                           kc.idle_timeout_ms)
         self._store.put_client(rec)
         return rec

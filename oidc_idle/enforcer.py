@@ -26,10 +26,10 @@ from typing import Any
 from .clients import ClientRegistry
 from .clock import Clock, iso_ms
 from .errors import KeycloakError
-from .keycloak import Keycloak
+from .keycloak import CLIENT_IDLE_ATTR, Keycloak
 from .metrics import Metrics
 from .policy import Policy
-from .store.base import NewNotification, SessionRecord, SessionStore
+from .store.base import AppClock, NewNotification, SessionRecord, SessionStore
 
 log = logging.getLogger("oidc_idle.enforcer")
 
@@ -77,6 +77,10 @@ class Enforcer:
 
     def sweep(self, limit: int = 1000) -> int:
         """Claim and terminate what is due now; returns how many were finished."""
+        ended_apps = self._store.end_due_app_clocks(self._clock.now_ms(), limit,
+                                                    self._app_termination, self._ttl)
+        if ended_apps:
+            self._on_audit()
         claimed = self._store.claim_due(self._clock.now_ms(), self._owner, self._lease, limit)
         if not claimed:
             return 0
@@ -84,6 +88,40 @@ class Enforcer:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _app_termination(self, clock: AppClock, session: SessionRecord
+                         ) -> tuple[dict[str, Any], NewNotification | None]:
+        """The audit record and the one logout of an app whose own, stricter idle
+        timeout ran out; the SSO session and the other apps go on."""
+        now = self._clock.now_ms()
+        policy = self._policy()
+        client = self._store.get_client(clock.client_id)
+        note = (NewNotification(clock.client_id, client.backchannel_url)
+                if client is not None and client.backchannel_url else None)
+        app_idle = client.idle_timeout_ms if client is not None else None
+        self._metrics.inc("oidc_idle_terminations_total", reason="app_idle_timeout")
+        log.info("ended app %s in sid=%s (its own idle timeout); the SSO session goes on",
+                 clock.client_id, clock.sid)
+        return {
+            "event": "session.app_terminated",
+            "type": "app_idle_timeout",
+            "reason": "app_idle_timeout",
+            "deadline": iso_ms(clock.deadline),
+            "deadline_ms": clock.deadline,
+            "terminated_at": iso_ms(now),
+            "terminated_at_ms": now,
+            "lag_ms": now - clock.deadline,
+            "last_activity_at": iso_ms(clock.last_activity_at),
+            "started_at": iso_ms(session.started_at),
+            "where": {"realm": self._realm, "issuer": self._issuer, "worker": self._owner},
+            "source": {"policy": {**policy.as_audit(), "client": clock.client_id,
+                                  "client_attribute": CLIENT_IDLE_ATTR,
+                                  "client_idle_timeout_s": (app_idle or 0) / 1000}},
+            "outcome": {"keycloak": {"result": "kept: the SSO session goes on"},
+                        "notify": [note.client_id] if note else [],
+                        "no_backchannel_url": [] if note else [clock.client_id]},
+            "identity": {"sub": session.sub, "sid": session.sid, "clients": [clock.client_id]},
+        }, note
 
     def _terminate(self, rec: SessionRecord) -> bool:
         try:

@@ -20,6 +20,8 @@ from keycloak.exceptions import KeycloakError as _PkcError
 
 from .errors import KeycloakError
 
+CLIENT_IDLE_ATTR = "oidcIdle.idleTimeout"
+
 
 @dataclass(frozen=True)
 class KcSession:
@@ -35,6 +37,17 @@ class KcClient:
     client_id: str
     backchannel_url: str | None
     service_account_sub: str | None
+    idle_timeout_ms: int | None = None  # client attribute oidcIdle.idleTimeout (seconds)
+
+
+def client_idle_timeout_ms(rep: dict[str, Any]) -> int | None:
+    """A client's stricter idle timeout (attribute ``oidcIdle.idleTimeout``, seconds)."""
+    raw = (rep.get("attributes") or {}).get(CLIENT_IDLE_ATTR)
+    try:
+        value = float(raw) if raw not in (None, "") else None
+    except (TypeError, ValueError):
+        value = None
+    return round(value * 1000) if value and value >= 1 else None
 
 
 class Keycloak(Protocol):
@@ -121,7 +134,7 @@ class AdminKeycloak:
             resp = self._call("GET", f"clients/{rep['id']}/service-account-user")
             if resp.status_code == 200:
                 sa_sub = resp.json().get("id")
-        return KcClient(client_id, url, sa_sub)
+        return KcClient(client_id, url, sa_sub, client_idle_timeout_ms(rep))
 
     def realm_attributes(self) -> dict[str, Any]:
         rep = self._json(self._call("GET", ""), "read realm")

@@ -8,6 +8,7 @@ would end the session silently, with no back-channel logout and no audit.
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 from urllib.parse import urlparse
@@ -15,10 +16,16 @@ from urllib.parse import urlparse
 from keycloak import KeycloakAdmin
 from keycloak.exceptions import KeycloakError as _PkcError
 
-from .errors import ConfigError, KeycloakError
+from .errors import ConfigError, KeycloakError, PolicyError
+from .keycloak import CLIENT_IDLE_ATTR
 from .policy import Policy
 
 BACKSTOP_FACTOR = 2
+USER_EVENTS = frozenset({"LOGIN", "LOGIN_ERROR", "LOGOUT", "CODE_TO_TOKEN", "REFRESH_TOKEN"})
+#: What the worker calls: read the realm (policy), list a user's sessions and
+#: read clients (membership, back-channel URLs), delete sessions (manage-users).
+WORKER_ROLES = frozenset({"view-realm", "view-users", "manage-users", "view-clients"})
+log = logging.getLogger("oidc_idle.realm")
 
 
 def _body(exc: Exception) -> str:
@@ -38,6 +45,88 @@ class RealmAdmin:
         except _PkcError as exc:
             raise KeycloakError(f"cannot sign in to Keycloak at {server_url} as {username}: "
                                 f"{exc}") from exc
+
+    def apply(self, policy: Policy, *, client_idle_timeouts: dict[str, int] | None = None,
+              worker_client_id: str | None = None) -> dict[str, Any]:
+        """``oidc-idle realm apply``: the policy, per-app stricter timeouts, the user
+        events, and the worker's service account; returns what changed."""
+        changes = self.apply_policy(policy)
+        changes.update(self.enable_events())
+        for client_id, ms in (client_idle_timeouts or {}).items():
+            changes.update(self.set_client_idle_timeout(client_id, ms, policy))
+        if worker_client_id:
+            changes.update(self.ensure_worker_client(worker_client_id))
+        return changes
+
+    def enable_events(self) -> dict[str, Any]:
+        """Record the user events an auditor will correlate with our records (login,
+        logout, failed login, code exchange, refresh); Keycloak keeps them for 7 days."""
+        try:
+            rep = self._admin.get_realm(self.realm)
+            have = set(rep.get("enabledEventTypes") or [])
+            want = have | USER_EVENTS
+            if rep.get("eventsEnabled") and want == have:
+                return {}
+            self._admin.update_realm(self.realm, {
+                "eventsEnabled": True, "enabledEventTypes": sorted(want),
+                "eventsExpiration": rep.get("eventsExpiration") or 7 * 86400})
+            return {"eventsEnabled/enabledEventTypes": [sorted(have), sorted(want)]}
+        except _PkcError as exc:
+            raise KeycloakError(f"Keycloak refused the events update: {exc}") from exc
+
+    def set_client_idle_timeout(self, client_id: str, ms: int,
+                                policy: Policy) -> dict[str, Any]:
+        """A stricter idle timeout for one app (client attribute oidcIdle.idleTimeout)."""
+        if not 1000 <= ms < policy.idle_timeout_ms:
+            raise PolicyError(
+                f"{CLIENT_IDLE_ATTR} of {client_id}: a per-app idle timeout must be at least "
+                f"1 s and shorter than the realm's ({ms / 1000:g} s, realm "
+                f"{policy.idle_timeout_ms / 1000:g} s)",
+                attribute=CLIENT_IDLE_ATTR)
+        try:
+            uuid = self._admin.get_client_id(client_id)
+            if uuid is None:
+                raise KeycloakError(f"no client {client_id!r} in realm {self.realm}")
+            rep = self._admin.get_client(uuid)
+            attrs = dict(rep.get("attributes") or {})
+            value = str(ms // 1000) if ms % 1000 == 0 else str(ms / 1000)
+            if attrs.get(CLIENT_IDLE_ATTR) == value:
+                return {}
+            old = attrs.get(CLIENT_IDLE_ATTR)
+            attrs[CLIENT_IDLE_ATTR] = value
+            self._admin.update_client(uuid, {"attributes": attrs})
+            return {f"{client_id}/{CLIENT_IDLE_ATTR}": [old, value]}
+        except _PkcError as exc:
+            raise KeycloakError(f"Keycloak refused the client update: {exc}") from exc
+
+    def ensure_worker_client(self, client_id: str) -> dict[str, Any]:
+        """The worker's confidential service-account client, holding only the
+        realm-management roles it uses (least privilege)."""
+        changes: dict[str, Any] = {}
+        try:
+            uuid = self._admin.get_client_id(client_id)
+            if uuid is None:
+                uuid = self._admin.create_client({
+                    "clientId": client_id, "enabled": True, "protocol": "openid-connect",
+                    "publicClient": False, "serviceAccountsEnabled": True,
+                    "standardFlowEnabled": False, "implicitFlowEnabled": False,
+                    "directAccessGrantsEnabled": False})
+                changes[f"client {client_id}"] = [None, "created"]
+            user = self._admin.get_client_service_account_user(uuid)
+            rm = self._admin.get_client_id("realm-management")
+            have = {r["name"] for r in self._admin.get_client_roles_of_user(user["id"], rm)}
+            missing = sorted(WORKER_ROLES - have)
+            if missing:
+                roles = [self._admin.get_client_role(rm, name) for name in missing]
+                self._admin.assign_client_role(user["id"], rm, roles)
+                changes[f"{client_id} roles"] = [sorted(have), sorted(have | WORKER_ROLES)]
+            extra = sorted(have - WORKER_ROLES)
+            if extra:
+                log.warning("the worker's service account also holds %s; it needs only %s",
+                            extra, sorted(WORKER_ROLES))
+            return changes
+        except _PkcError as exc:
+            raise KeycloakError(f"Keycloak refused the worker client setup: {exc}") from exc
 
     def apply_policy(self, policy: Policy) -> dict[str, Any]:
         """Write the policy; returns what changed (attribute -> [old, new])."""

@@ -23,7 +23,7 @@ from typing import Any
 from .clock import iso_ms, parse_iso_ms
 from .errors import InvalidInput
 from .policy import ALL_KINDS, Policy
-from .store.base import ACTIVE, TERMINATED, TERMINATING, SessionRecord
+from .store.base import ACTIVE, TERMINATED, TERMINATING, AppClock, SessionRecord
 
 MAX_BATCH = 1000
 MAX_ID_LEN = 256
@@ -35,6 +35,7 @@ class ActivityEvent:
     sub: str
     kind: str
     at: int  # epoch ms, already clamped to <= now
+    auth_time: int | None = None  # when the user last authenticated in this app (login)
 
 
 def parse_batch(payload: Any, now: int, clock_skew_ms: int) -> list[ActivityEvent]:
@@ -86,7 +87,14 @@ def _parse_event(i: int, raw: Any, now: int, skew: int) -> ActivityEvent:
                 f"{where}.at: {at_raw} is {at - now} ms in the future, beyond the allowed "
                 f"clock skew of {skew} ms", error="future_timestamp", pointer=f"/events/{i}/at")
         at = min(at, now)
-    return ActivityEvent(raw["sid"], raw["sub"], kind, at)
+    auth_time = None
+    if raw.get("auth_time") is not None:
+        try:
+            auth_time = min(parse_iso_ms(raw["auth_time"]), now)
+        except (ValueError, TypeError, OverflowError):
+            raise InvalidInput(f"{where}.auth_time: expected an RFC 3339 timestamp, got "
+                               f"{raw['auth_time']!r}", pointer=f"/events/{i}/auth_time") from None
+    return ActivityEvent(raw["sid"], raw["sub"], kind, at, auth_time)
 
 
 @dataclass(frozen=True)
@@ -114,19 +122,31 @@ def effective_state(session: SessionRecord, now: int) -> str:
     return session.state
 
 
-def view(session: SessionRecord, policy: Policy, now: int) -> dict[str, Any]:
-    """The session as the worker API shows it."""
+def view(session: SessionRecord, policy: Policy, now: int,
+         app: AppClock | None = None, app_idle_ms: int | None = None) -> dict[str, Any]:
+    """The session as the worker API shows it to one app.
+
+    With a stricter per-app policy, that app sees its own deadline (the earlier
+    of its own and the session's) and ``app_state``; ``state`` stays the SSO
+    session's.
+    """
     state = effective_state(session, now)
-    alive = state == ACTIVE
+    deadline, idle_ms, app_state = session.deadline, policy.idle_timeout_ms, None
+    if app is not None:
+        app_state = "ended" if app.state != ACTIVE or app.deadline <= now else ACTIVE
+        deadline = min(deadline, app.deadline)
+        idle_ms = app_idle_ms or idle_ms
+    alive = state == ACTIVE and app_state in (None, ACTIVE)
     return {
         "sid": session.sid,
         "state": state,
+        **({"app_state": app_state} if app_state else {}),
         "alive": alive,
         "last_activity_at": iso_ms(session.last_activity_at),
-        "deadline": iso_ms(session.deadline),
-        "warn_at": iso_ms(policy.warn_at(session.deadline)),
-        "seconds_left": max(0.0, (session.deadline - now) / 1000) if alive else 0.0,
-        "idle_timeout_s": policy.idle_timeout_ms / 1000,
+        "deadline": iso_ms(deadline),
+        "warn_at": iso_ms(deadline - min(policy.warning_lead_ms, idle_ms // 2)),
+        "seconds_left": max(0.0, (deadline - now) / 1000) if alive else 0.0,
+        "idle_timeout_s": idle_ms / 1000,
         **({"terminated_at": iso_ms(session.terminated_at)}
            if state == TERMINATED and session.terminated_at else {}),
     }

@@ -51,6 +51,7 @@ EXT_KEY = "oidc_idle"
 PASSIVE_HEADER = "X-OIDC-Idle-Passive"
 TOKENS_KEY = "oidc_idle_tokens"
 NEXT_KEY = "oidc_idle_next"
+APP_ENDED = "app_ended"
 MAX_INTERACTION_AGE_MS = 30_000
 
 bp = Blueprint("oidc_idle", __name__, url_prefix="/oidc-idle", static_folder="static")
@@ -119,6 +120,8 @@ class _State:
         if isinstance(idle_s, int | float) and idle_s > 0 and idle_s * 1000 != self.idle_ms:
             self.idle_ms = int(idle_s * 1000)
         state = str(result.get("state", "active"))
+        if state == "active" and result.get("app_state") == "ended":
+            state = APP_ENDED  # this app's own, stricter timeout; SSO goes on
         self.store.set_deadline(Deadline(sid, state, dl[0], dl[1], now))
         if state != "active":
             self.end_local(sid, f"worker says {state}")
@@ -131,21 +134,26 @@ class _State:
 
     def refresh_status(self, sid: str) -> bool | None:
         """Ask the worker (a passive read); True alive, False dead, None unreachable."""
+        body = self.worker_view(sid)
+        if body is None:
+            return None
+        if not body:
+            return False
+        self.on_result(body, self.clock.now_ms())
+        return bool(body.get("alive"))
+
+    def worker_view(self, sid: str) -> dict[str, Any] | None:
+        """The worker's view of a session for this app; {} if it has none; None if
+        the worker cannot be asked."""
         try:
             resp = self.worker.call("GET", f"/v1/sessions/{sid}")
         except Exception as exc:
             log.warning("worker unreachable for the deadline check of sid=%s: %s", sid, exc)
             return None
-        now = self.clock.now_ms()
-        if resp.status_code == 404:
-            self.on_contact(now)
-            return False
-        if resp.status_code != 200:
+        if resp.status_code not in (200, 404):
             return None
-        self.on_contact(now)
-        body = resp.json()
-        self.on_result(body, now)
-        return bool(body.get("alive"))
+        self.on_contact(self.clock.now_ms())
+        return dict(resp.json()) if resp.status_code == 200 else {}
 
 
 def _state() -> _State:
@@ -286,7 +294,10 @@ def login() -> Any:
     st = _state()
     session.clear()
     session[NEXT_KEY] = _safe_next(request.args.get("next"))
-    return st.oidc.authorize_redirect(url_for("oidc_idle.callback", _external=True))
+    # prompt=login (OIDC Core §3.1.2.1): Keycloak must ask for the password even
+    # though the SSO session lives, because this app's own idle timeout ended it.
+    extra = {"prompt": "login"} if request.args.get("reauth") == "1" else {}
+    return st.oidc.authorize_redirect(url_for("oidc_idle.callback", _external=True), **extra)
 
 
 @bp.get("/callback")
@@ -309,19 +320,33 @@ def callback() -> Any:
     nxt = session.get(NEXT_KEY, "/")
     session.clear()
     now = st.clock.now_ms()
+    auth_time = claims.get("auth_time")
+    # auth_time has one-second resolution (OIDC Core §2): take the end of that
+    # second. An earlier silent SSO login cannot pass for a fresh one, since an
+    # app's own clock ends at least its idle timeout (>= 1 s) after the login.
+    auth_ms = int(auth_time) * 1000 + 999 if isinstance(auth_time, int | float) else None
     dl = st.store.deadline(sid)
     if dl is not None and (dl.state != "active" or dl.deadline <= now):
-        # Keycloak still had the SSO session (the worker deletes it within about a
-        # second of the deadline) and signed the user in silently. That session is
-        # dead: never open a local session on it, and never bounce back to login
-        # (which would loop while Keycloak still knows it).
-        return redirect(url_for("oidc_idle.signed_out", why="idle"))
+        if auth_ms is not None and auth_ms > dl.updated_at:
+            # The user typed the password after this app's session ended (prompt=login).
+            st.store.forget_deadline(sid)
+        else:
+            view = st.worker_view(sid) or {}
+            if view.get("state") == "active" and view.get("app_state") == "ended":
+                # Only this app's own idle timeout ran out; the SSO session goes on.
+                # Re-authentication is required: no silent sign-in through SSO.
+                return redirect(url_for("oidc_idle.login", next=nxt, reauth="1"))
+            # Keycloak still had the SSO session (the worker deletes it within about
+            # a second of the deadline) and signed the user in silently. That session
+            # is dead: never open a local session on it, and never bounce back to
+            # login (which would loop while Keycloak still knows it).
+            return redirect(url_for("oidc_idle.signed_out", why="idle"))
     session.regenerate()  # type: ignore[attr-defined]
     session[IDENT_KEY] = {"sid": sid, "sub": sub, "iss": claims.get("iss"),
                           "name": claims.get("preferred_username") or sub, "login_at": now}
     session[TOKENS_KEY] = {k: token.get(k) for k in
                            ("access_token", "refresh_token", "id_token", "expires_at")}
-    st.reporter.report(sid, sub, "navigation", now)
+    st.reporter.report(sid, sub, "navigation", now, auth_time=auth_ms)
     return redirect(_safe_next(nxt))
 
 

@@ -32,6 +32,7 @@ class Report:
     sub: str
     kind: str
     at: int
+    auth_time: int | None = None
 
 
 class ServiceToken:
@@ -104,12 +105,14 @@ class Reporter:
         self._thread = threading.Thread(target=self._run, name="oidc-idle-reporter", daemon=True)
         self._thread.start()
 
-    def report(self, sid: str, sub: str, kind: str, at: int | None = None) -> None:
+    def report(self, sid: str, sub: str, kind: str, at: int | None = None,
+               auth_time: int | None = None) -> None:
         """Queue an event; O(1), never blocks on the network."""
         with self._cond:
             if len(self._queue) >= self._max:
                 self._drop_one()
-            self._queue.append(Report(sid, sub, kind, self._clock.now_ms() if at is None else at))
+            self._queue.append(Report(sid, sub, kind, self._clock.now_ms() if at is None else at,
+                                      auth_time))
             self._cond.notify()
 
     def _drop_one(self) -> None:
@@ -171,7 +174,8 @@ class Reporter:
             backoff = self._interval if ok else min(backoff * 2, 5.0)
 
     def _send(self, batch: list[Report]) -> bool:
-        body = {"events": [{"sid": r.sid, "sub": r.sub, "kind": r.kind, "at": iso_ms(r.at)}
+        body = {"events": [{"sid": r.sid, "sub": r.sub, "kind": r.kind, "at": iso_ms(r.at),
+                            **({"auth_time": iso_ms(r.auth_time)} if r.auth_time else {})}
                            for r in batch]}
         try:
             resp = self._client.call("POST", "/v1/activity", json=body)

@@ -168,6 +168,11 @@ class RpStore:
                 "rp_deadlines.updated_at",
                 (d.sid, d.state, d.deadline, d.warn_at, d.updated_at))
 
+    def forget_deadline(self, sid: str) -> None:
+        """After a fresh authentication into a session this app had ended."""
+        with self._tx() as db:
+            db.execute("DELETE FROM rp_deadlines WHERE sid = ?", (sid,))
+
     def deadline(self, sid: str) -> Deadline | None:
         row = self._conn().execute(
             "SELECT sid, state, deadline, warn_at, updated_at FROM rp_deadlines WHERE sid = ?",

@@ -13,7 +13,7 @@ The sweep reads only what is due (an index on the deadline), never the table.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +45,19 @@ class ClientRecord:
     backchannel_url: str | None
     service_account_sub: str | None
     fetched_at: int
+    idle_timeout_ms: int | None = None  # a stricter per-app idle timeout, if any
+
+
+@dataclass(frozen=True)
+class AppClock:
+    """One app's own idle clock inside an SSO session (a stricter per-app policy)."""
+
+    sid: str
+    client_id: str
+    last_activity_at: int
+    deadline: int
+    state: str = ACTIVE  # active | ended
+    ended_at: int | None = None
 
 
 @dataclass(frozen=True)
@@ -146,6 +159,25 @@ class SessionStore(abc.ABC):
 
     @abc.abstractmethod
     def count_sessions(self, state: str | None = None) -> int: ...
+
+    # -- per-app clocks -----------------------------------------------------
+    @abc.abstractmethod
+    def get_app_clock(self, sid: str, client_id: str) -> AppClock | None: ...
+
+    @abc.abstractmethod
+    def touch_app_clock(self, sid: str, client_id: str, at: int, deadline: int, now: int,
+                        fresh_auth_at: int | None = None) -> AppClock:
+        """Start, move forward, or (after a re-authentication newer than its end)
+        restart an app's clock; never revive one whose deadline passed otherwise."""
+
+    @abc.abstractmethod
+    def end_due_app_clocks(
+        self, now: int, limit: int,
+        build: Callable[[AppClock, SessionRecord], tuple[dict[str, Any], NewNotification | None]],
+        notification_ttl_ms: int,
+    ) -> int:
+        """End every due app clock of a live session, each with its audit record and
+        its one outbox row, in one transaction (exactly once). Returns how many."""
 
     # -- outbox -----------------------------------------------------------
     @abc.abstractmethod

@@ -13,7 +13,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -23,6 +23,7 @@ from .base import (
     ACTIVE,
     TERMINATED,
     TERMINATING,
+    AppClock,
     AuditEntry,
     ClientRecord,
     NewNotification,
@@ -63,8 +64,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     last_status INTEGER,
     last_error TEXT,
     delivered_at INTEGER,
-    history TEXT NOT NULL DEFAULT '[]',
-    UNIQUE (sid, client_id)
+    history TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox(next_attempt_at) WHERE state = 'pending';
 CREATE TABLE IF NOT EXISTS audit (
@@ -75,8 +75,19 @@ CREATE TABLE IF NOT EXISTS clients (
     client_id TEXT PRIMARY KEY,
     backchannel_url TEXT,
     service_account_sub TEXT,
-    fetched_at INTEGER NOT NULL
+    fetched_at INTEGER NOT NULL,
+    idle_timeout_ms INTEGER
 );
+CREATE TABLE IF NOT EXISTS app_clocks (
+    sid TEXT NOT NULL,
+    client_id TEXT NOT NULL,
+    last_activity_at INTEGER NOT NULL,
+    deadline INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    ended_at INTEGER,
+    PRIMARY KEY (sid, client_id)
+);
+CREATE INDEX IF NOT EXISTS app_clocks_due ON app_clocks(deadline) WHERE state = 'active';
 CREATE TABLE IF NOT EXISTS signing_keys (
     kid TEXT PRIMARY KEY,
     private_jwk TEXT NOT NULL,
@@ -278,7 +289,7 @@ class SQLiteStore(SessionStore):
             row = db.execute("SELECT sub FROM sessions WHERE sid = ?", (sid,)).fetchone()
             for n in notifications:
                 db.execute(
-                    "INSERT OR IGNORE INTO outbox (sid, sub, client_id, url, created_at, "
+                    "INSERT INTO outbox (sid, sub, client_id, url, created_at, "
                     "expires_at, next_attempt_at) VALUES (?,?,?,?,?,?,?)",
                     (sid, row[0], n.client_id, n.url, now, now + notification_ttl_ms, now),
                 )
@@ -288,6 +299,66 @@ class SQLiteStore(SessionStore):
         if state is None:
             return int(self._read("SELECT COUNT(*) FROM sessions")[0][0])
         return int(self._read("SELECT COUNT(*) FROM sessions WHERE state = ?", (state,))[0][0])
+
+    # -- per-app clocks -----------------------------------------------------
+    def get_app_clock(self, sid: str, client_id: str) -> AppClock | None:
+        rows = self._read("SELECT sid, client_id, last_activity_at, deadline, state, ended_at "
+                          "FROM app_clocks WHERE sid = ? AND client_id = ?", (sid, client_id))
+        return AppClock(*rows[0]) if rows else None
+
+    def touch_app_clock(self, sid: str, client_id: str, at: int, deadline: int, now: int,
+                        fresh_auth_at: int | None = None) -> AppClock:
+        with self._tx() as db:
+            row = db.execute("SELECT last_activity_at, deadline, state, ended_at FROM app_clocks "
+                             "WHERE sid = ? AND client_id = ?", (sid, client_id)).fetchone()
+            if row is None:
+                db.execute("INSERT INTO app_clocks VALUES (?,?,?,?,?,NULL)",
+                           (sid, client_id, at, deadline, ACTIVE))
+            elif row[2] == "ended" or row[1] <= now:
+                # Dead for this app. Only a new authentication in it, after its end,
+                # starts it again (the plugin sent the user through prompt=login).
+                ended = row[3] if row[3] is not None else row[1]
+                if fresh_auth_at is not None and fresh_auth_at > ended:
+                    db.execute("UPDATE app_clocks SET last_activity_at = ?, deadline = ?, "
+                               "state = ?, ended_at = NULL WHERE sid = ? AND client_id = ?",
+                               (at, deadline, ACTIVE, sid, client_id))
+            elif at > row[0]:
+                db.execute("UPDATE app_clocks SET last_activity_at = ?, deadline = ? "
+                           "WHERE sid = ? AND client_id = ?", (at, deadline, sid, client_id))
+        clock = self.get_app_clock(sid, client_id)
+        assert clock is not None
+        return clock
+
+    def end_due_app_clocks(
+        self, now: int, limit: int,
+        build: Callable[[AppClock, SessionRecord], tuple[dict[str, Any], NewNotification | None]],
+        notification_ttl_ms: int,
+    ) -> int:
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT sid, client_id, last_activity_at, deadline, state, ended_at FROM "
+                "app_clocks WHERE state = ? AND deadline <= ? ORDER BY deadline LIMIT ?",
+                (ACTIVE, now, limit)).fetchall()
+            ended = 0
+            for row in rows:
+                clock = AppClock(*row)
+                srow = db.execute(f"SELECT {_SESSION_COLS} FROM sessions WHERE sid = ?",
+                                  (clock.sid,)).fetchone()
+                db.execute("UPDATE app_clocks SET state = 'ended', ended_at = ? "
+                           "WHERE sid = ? AND client_id = ?", (now, clock.sid, clock.client_id))
+                session = _session(srow) if srow else None
+                if session is None or session.state != ACTIVE or session.deadline <= now:
+                    continue  # the whole session ends instead, with its own record
+                audit, note = build(clock, session)
+                if note is not None:
+                    db.execute(
+                        "INSERT INTO outbox (sid, sub, client_id, url, created_at, expires_at, "
+                        "next_attempt_at) VALUES (?,?,?,?,?,?,?)",
+                        (clock.sid, session.sub, note.client_id, note.url, now,
+                         now + notification_ttl_ms, now))
+                self._append_audit(db, audit)
+                ended += 1
+            return ended
 
     # -- outbox -----------------------------------------------------------
     def claim_notifications(self, now: int, lease_ms: int, limit: int) -> list[Notification]:
@@ -375,20 +446,20 @@ class SQLiteStore(SessionStore):
     # -- relying parties --------------------------------------------------
     def get_client(self, client_id: str) -> ClientRecord | None:
         rows = self._read(
-            "SELECT client_id, backchannel_url, service_account_sub, fetched_at FROM clients "
-            "WHERE client_id = ?", (client_id,))
+            "SELECT client_id, backchannel_url, service_account_sub, fetched_at, "
+            "idle_timeout_ms FROM clients WHERE client_id = ?", (client_id,))
         return ClientRecord(*rows[0]) if rows else None
 
     def put_client(self, record: ClientRecord) -> None:
         with self._tx() as db:
             db.execute(
-                "INSERT INTO clients (client_id, backchannel_url, service_account_sub, fetched_at) "
-                "VALUES (?,?,?,?) ON CONFLICT(client_id) DO UPDATE SET "
+                "INSERT INTO clients (client_id, backchannel_url, service_account_sub, fetched_at, "
+                "idle_timeout_ms) VALUES (?,?,?,?,?) ON CONFLICT(client_id) DO UPDATE SET "
                 "backchannel_url = excluded.backchannel_url, "
                 "service_account_sub = excluded.service_account_sub, "
-                "fetched_at = excluded.fetched_at",
+                "fetched_at = excluded.fetched_at, idle_timeout_ms = excluded.idle_timeout_ms",
                 (record.client_id, record.backchannel_url, record.service_account_sub,
-                 record.fetched_at),
+                 record.fetched_at, record.idle_timeout_ms),
             )
 
     # -- signing keys -----------------------------------------------------

@@ -120,7 +120,26 @@ class Worker:
                 and self.store.record_activity(ev.sid, move.last_activity_at, move.deadline,
                                                now)):
             session = self.store.get_session(ev.sid) or session
-        return {**tracker.view(session, policy, self.clock.now_ms()), "counted": move.counts}
+        app, app_idle = None, self.app_idle_ms(client_id, policy)
+        if app_idle is not None:
+            app = self.store.get_app_clock(ev.sid, client_id)
+            if (move.counts or app is None) and tracker.effective_state(session, now) == ACTIVE:
+                deadline = min(ev.at + app_idle,
+                               session.started_at + policy.absolute_lifetime_ms)
+                app = self.store.touch_app_clock(ev.sid, client_id, ev.at, deadline, now,
+                                                 fresh_auth_at=ev.auth_time)
+        view = tracker.view(session, policy, self.clock.now_ms(), app, app_idle)
+        return {**view, "counted": move.counts}
+
+    def app_idle_ms(self, client_id: str, policy: Policy) -> int | None:
+        """The app's own idle timeout, if it has a stricter one than the realm's
+        (DESIGN.md: per-app overrides may only be stricter)."""
+        try:
+            rec = self.clients.get(client_id)
+        except KeycloakError:
+            rec = self.store.get_client(client_id)
+        idle = rec.idle_timeout_ms if rec is not None else None
+        return idle if idle is not None and idle < policy.idle_timeout_ms else None
 
     def _member_session(self, client_id: str, sid: str, sub: str | None,
                         now: int) -> SessionRecord:
@@ -172,7 +191,10 @@ class Worker:
         session = self.store.get_session(sid)
         if session is None or client_id not in session.clients:
             raise NotFound(f"no session {sid} visible to client {client_id}")
-        return tracker.view(session, self.policy(), self.clock.now_ms())
+        policy = self.policy()
+        app_idle = self.app_idle_ms(client_id, policy)
+        app = self.store.get_app_clock(sid, client_id) if app_idle is not None else None
+        return tracker.view(session, policy, self.clock.now_ms(), app, app_idle)
 
     def logout(self, client_id: str, sid: str) -> dict[str, Any]:
         """``DELETE /v1/sessions/{sid}``: the user logged out; end it everywhere now."""

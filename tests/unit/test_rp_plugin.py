@@ -31,7 +31,7 @@ class Recorder:
     def __init__(self):
         self.events = []
 
-    def report(self, sid, sub, kind, at=None):
+    def report(self, sid, sub, kind, at=None, auth_time=None):
         self.events.append((sid, sub, kind))
 
 

@@ -202,3 +202,52 @@ def test_the_worker_warns_when_keycloak_would_end_sessions_first(rig, caplog):
         PolicySource(rig.kc)
     assert "SSO Session Idle (600 s) is not above the policy's idle timeout (900 s)" in \
         caplog.text
+
+
+def test_a_stricter_app_ends_on_its_own_clock_while_sso_goes_on(rig):
+    from oidc_idle.keycloak import KcClient
+
+    # app-b has a 20 s idle timeout in a 60 s realm.
+    rig.kc.clients["app-b"] = KcClient("app-b", "http://rp/app-b/bcl", "sa-app-b", 20_000)
+    rig.login()
+    rig.report("app-a")
+    r = rig.report("app-b")
+    assert r["app_state"] == "active"
+    assert r["deadline"] == iso_ms(rig.clock.now_ms() + 20_000), "app-b sees its own deadline"
+    for _ in range(3):  # the user works in app-a only
+        rig.clock.advance(10_000)
+        rig.report("app-a")
+    assert rig.enforcer.sweep() == 0
+    ended = [e.record for e in rig.store.audit_entries()]
+    assert len(ended) == 1 and ended[0]["type"] == "app_idle_timeout"
+    rec = ended[0]
+    assert rec["identity"]["clients"] == ["app-b"]
+    assert rec["source"]["policy"]["client"] == "app-b"
+    assert rec["source"]["policy"]["client_idle_timeout_s"] == 20
+    assert rec["deadline_ms"] == T0 + 20_000
+    assert [n.client_id for n in rig.store.notifications_for("sid-1")] == ["app-b"]
+    assert rig.kc.deleted == [], "the SSO session goes on"
+    assert rig.worker.status("app-a", "sid-1")["alive"] is True
+    b = rig.worker.status("app-b", "sid-1")
+    assert b["alive"] is False and b["app_state"] == "ended" and b["state"] == "active"
+    # Activity in app-b without a new authentication does not bring it back...
+    assert rig.report("app-b")["alive"] is False
+    # ...a new authentication there (after the end) does.
+    rig.clock.advance(1000)
+    r = rig.worker.ingest("app-b", {"events": [{
+        "sid": "sid-1", "sub": "user-1", "kind": "navigation",
+        "auth_time": iso_ms(rig.clock.now_ms())}]})[0]
+    assert r["alive"] is True and r["app_state"] == "active"
+    # And the whole session still ends on the realm's clock, for everyone.
+    rig.clock.advance(60_000)
+    assert rig.enforcer.sweep() == 1
+    assert rig.kc.deleted == ["sid-1"]
+
+
+def test_a_per_app_timeout_may_only_be_stricter(rig):
+    from oidc_idle.keycloak import KcClient
+
+    rig.kc.clients["app-b"] = KcClient("app-b", "http://rp/app-b/bcl", "sa-app-b", 120_000)
+    rig.login()
+    r = rig.report("app-b")
+    assert "app_state" not in r and r["idle_timeout_s"] == 60
