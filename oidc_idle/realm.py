@@ -114,6 +114,8 @@ class RealmAdmin:
                 changes[f"client {client_id}"] = [None, "created"]
             user = self._admin.get_client_service_account_user(uuid)
             rm = self._admin.get_client_id("realm-management")
+            if rm is None:
+                raise KeycloakError(f"realm {self.realm} has no realm-management client")
             have = {r["name"] for r in self._admin.get_client_roles_of_user(user["id"], rm)}
             missing = sorted(WORKER_ROLES - have)
             if missing:
