@@ -19,6 +19,7 @@ class ClientRegistry:
         self._kc = keycloak
         self._clock = clock
         self._ttl = ttl_ms
+        self._memo: dict[str, ClientRecord] = {}  # read on every API call: keep it in memory
 
     def get(self, client_id: str, *, fresh: bool = False) -> ClientRecord | None:
         """The client, from the store while fresh, else from Keycloak (KeycloakError if down).
@@ -27,8 +28,12 @@ class ClientRegistry:
         still reach the app.
         """
         now = self._clock.now_ms()
+        rec = self._memo.get(client_id)
+        if rec is not None and not fresh and now - rec.fetched_at < self._ttl:
+            return rec
         rec = self._store.get_client(client_id)
         if rec is not None and not fresh and now - rec.fetched_at < self._ttl:
+            self._memo[client_id] = rec
             return rec
         try:
             kc = self._kc.client(client_id)
@@ -41,4 +46,5 @@ class ClientRegistry:
         rec = ClientRecord(client_id, kc.backchannel_url, kc.service_account_sub, now,
                            kc.idle_timeout_ms)
         self._store.put_client(rec)
+        self._memo[client_id] = rec
         return rec

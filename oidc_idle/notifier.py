@@ -62,6 +62,13 @@ class Notifier:
         self._pool = ThreadPoolExecutor(parallelism, thread_name_prefix="oidc-idle-deliver")
         self._busy = threading.Semaphore(parallelism)
         self._wake = threading.Event()
+        self._inflight = 0
+        self._idle = threading.Condition()
+
+    def wait_idle(self, timeout_s: float = 10.0) -> bool:
+        """Wait until no attempt is in flight (shutdown, tests)."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._inflight == 0, timeout_s)
 
     def wake(self) -> None:
         """Something may be due now (a termination finished, an attempt ended)."""
@@ -96,6 +103,8 @@ class Notifier:
         for _ in range(free - len(due)):
             self._busy.release()
         for n in due:
+            with self._idle:
+                self._inflight += 1
             self._pool.submit(self._attempt_guarded, n)
         return len(due)
 
@@ -110,6 +119,9 @@ class Notifier:
                           n.attempts, n.client_id, n.sid)
         finally:
             self._busy.release()
+            with self._idle:
+                self._inflight -= 1
+                self._idle.notify_all()
             self._wake.set()
 
     def _audit(self, n: Notification, outcome: str, status: int | None, error: str | None,

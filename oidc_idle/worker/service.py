@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -119,7 +120,8 @@ class Worker:
         if (move.deadline is not None and move.last_activity_at is not None
                 and self.store.record_activity(ev.sid, move.last_activity_at, move.deadline,
                                                now)):
-            session = self.store.get_session(ev.sid) or session
+            session = replace(session, last_activity_at=move.last_activity_at,
+                              deadline=move.deadline)
         app, app_idle = None, self.app_idle_ms(client_id, policy)
         if app_idle is not None:
             app = self.store.get_app_clock(ev.sid, client_id)
