@@ -117,12 +117,15 @@ ops = st.lists(st.one_of(
               st.sampled_from(["click", "keypress", "poll", "token_refresh"]),
               st.integers(-30_000, 8_000)),
     st.tuples(st.just("sweep")),
+    st.tuples(st.just("policy"), st.sampled_from([10_000, 30_000, 50_000])),
 ), max_size=40)
 
 
 @settings(max_examples=60, deadline=None)
 @given(ops=ops)
 def test_no_session_outlives_its_deadline_or_revives_or_dies_twice(tmp_path_factory, ops):
+    """Random interleavings of activity (late, out of order, skewed), policy
+    changes and sweeps."""
     policy = Policy(idle_timeout_ms=30_000, warning_lead_ms=5_000, absolute_lifetime_ms=120_000)
     rig = Rig(tmp_path_factory.mktemp("prop"), policy)
     try:
@@ -133,6 +136,10 @@ def test_no_session_outlives_its_deadline_or_revives_or_dies_twice(tmp_path_fact
         for op in ops:
             if op[0] == "advance":
                 rig.clock.advance(op[1])
+            elif op[0] == "policy":
+                rig.policy = Policy(idle_timeout_ms=op[1], warning_lead_ms=5_000,
+                                    absolute_lifetime_ms=120_000)
+                rig.worker.apply_policy(rig.policy)
             elif op[0] == "report":
                 _, client, kind, offset = op
                 now = rig.clock.now_ms()
@@ -147,7 +154,9 @@ def test_no_session_outlives_its_deadline_or_revives_or_dies_twice(tmp_path_fact
             assert s.last_activity_at >= last_seen, "the clock moved back"
             if deadline_seen <= now:
                 assert s.deadline == deadline_seen, "a dead session was revived"
-            assert s.deadline <= s.started_at + policy.absolute_lifetime_ms
+            assert s.deadline <= s.started_at + rig.policy.absolute_lifetime_ms
+            if s.state == "active" and s.deadline > now:
+                assert s.deadline <= s.last_activity_at + rig.policy.idle_timeout_ms
             if s.state == "active" and s.deadline <= now:
                 # Past its deadline and not yet swept: the API already calls it dead.
                 assert rig.worker.status("app-a", "sid-1")["alive"] is False
