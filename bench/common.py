@@ -64,7 +64,9 @@ def summary(values: list[float]) -> dict[str, float]:
 def write(name: str, data: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    data = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+    # Parts run separately (ingest, lag, sweep) add to what is there.
+    old = json.loads(path.read_text()) if path.exists() else {}
+    data = {**old, "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **data}
     path.write_text(json.dumps(data, indent=2))
     return path

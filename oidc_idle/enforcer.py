@@ -73,18 +73,25 @@ class Enforcer:
         self._lease = lease_ms
         self._ttl = notification_ttl_ms
         self._on_audit = on_audit
+        self._parallelism = parallelism
         self._pool = ThreadPoolExecutor(parallelism, thread_name_prefix="oidc-idle-terminate")
 
     def sweep(self, limit: int = 1000) -> int:
-        """Claim and terminate what is due now; returns how many were finished."""
+        """Terminate what is due, in small claims, until nothing is due; returns how
+        many were finished. Claiming a little at a time keeps the lag of a session
+        that falls due during a long sweep to one claim, not one sweep interval."""
         ended_apps = self._store.end_due_app_clocks(self._clock.now_ms(), limit,
                                                     self._app_termination, self._ttl)
         if ended_apps:
             self._on_audit()
-        claimed = self._store.claim_due(self._clock.now_ms(), self._owner, self._lease, limit)
-        if not claimed:
-            return 0
-        return sum(1 for ok in self._pool.map(self._terminate, claimed) if ok)
+        finished, chunk = 0, self._parallelism * 4
+        for _ in range(max(1, limit // chunk)):
+            claimed = self._store.claim_due(self._clock.now_ms(), self._owner, self._lease,
+                                            chunk)
+            if not claimed:
+                break
+            finished += sum(1 for ok in self._pool.map(self._terminate, claimed) if ok)
+        return finished
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
