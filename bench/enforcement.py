@@ -198,10 +198,12 @@ def bench_sweep(totals: list[int], due: int) -> dict:
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         pages = db.execute("PRAGMA page_count").fetchone()[0]
         page_size = db.execute("PRAGMA page_size").fetchone()[0]
-        t = time.perf_counter()
-        empty = store.claim_due(now - 10_000_000, "bench", 30_000, 1000)
-        empty_s = time.perf_counter() - t
-        assert empty == []
+        empties = []
+        for _ in range(21):  # the sweep that finds nothing due, median of 21
+            t = time.perf_counter()
+            assert store.claim_due(now - 10_000_000, "bench", 30_000, 1000) == []
+            empties.append(time.perf_counter() - t)
+        empty_s = sorted(empties)[10]
         sweeps = []
         claimed = 0
         while True:  # sweeps of up to 1000, as the enforcer makes them
@@ -213,7 +215,7 @@ def bench_sweep(totals: list[int], due: int) -> dict:
             claimed += len(got)
         store.close()
         out[str(total)] = {"due": due, "claimed": claimed, "seed_s": seed_s,
-                           "sweep_with_nothing_due_ms": empty_s * 1000,
+                           "sweep_with_nothing_due_ms_median_of_21": empty_s * 1000,
                            "claim_1000_due_ms": summary([s * 1000 for s in sweeps]),
                            "all_due_claimed_ms": sum(sweeps) * 1000,
                            "bytes_per_session": pages * page_size / total}
@@ -265,7 +267,7 @@ def main() -> None:
         for total, x in results["sweep"].items():
             c = x["claim_1000_due_ms"]
             print(f"    {int(total):>9} sessions, {x['due']} due: nothing-due sweep "
-                  f"{x['sweep_with_nothing_due_ms']:.2f} ms, claim of 1000 due p50 "
+                  f"{x['sweep_with_nothing_due_ms_median_of_21']:.2f} ms, claim of 1000 due p50 "
                   f"{c['p50']:.1f} ms (max {c['max']:.1f}), {x['bytes_per_session']:.0f} "
                   "bytes/session")
     path = write("enforcement", {"params": vars(a), **results})
