@@ -40,7 +40,7 @@ def _seed(store: SQLiteStore, n: int, deadline_of, clients: tuple[str, ...]) -> 
         rows.append((sid, f"user-{i}", d - 600_000, d - 600_000, d, "active",
                      str(list(clients)).replace("'", '"')))
         sids.append(sid)
-    db = store._conn()
+    db = store._db.conn()
     db.execute("BEGIN IMMEDIATE")
     db.executemany("INSERT INTO sessions (sid, sub, started_at, last_activity_at, deadline, "
                    "state, clients) VALUES (?,?,?,?,?,?,?)", rows)
@@ -94,7 +94,7 @@ def bench_ingest(kc_url: str, admin, seconds: float, procs: int) -> dict:
     far = int(time.time() * 1000) + 3_600_000
     sids = _seed(store, 1000, lambda i: far, (PORTAL[0],))
     # One user for all: the events name sub "user-0"; make the rows agree.
-    store._conn().execute("UPDATE sessions SET sub = 'user-0'")
+    store._db.conn().execute("UPDATE sessions SET sub = 'user-0'")
     store.close()
     port = free_port()
     worker = start_worker(worker_env(keycloak_url=kc_url, realm="demo", port=port, run_dir=run,
@@ -194,7 +194,7 @@ def bench_sweep(totals: list[int], due: int) -> dict:
         # `due` sessions past their deadline, the rest spread over the next hour.
         _seed(store, total, deadline_of, ("app",))
         seed_s = time.monotonic() - t0
-        db = store._conn()
+        db = store._db.conn()
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         pages = db.execute("PRAGMA page_count").fetchone()[0]
         page_size = db.execute("PRAGMA page_size").fetchone()[0]

@@ -35,6 +35,7 @@ log = logging.getLogger("oidc_idle.enforcer")
 
 REASON_TYPES = {
     "idle_timeout": "automatic_logoff",
+    "app_idle_timeout": "app_idle_timeout",
     "absolute_timeout": "absolute_timeout",
     "user_logout": "user_logout",
 }
@@ -109,26 +110,39 @@ class Enforcer:
         self._metrics.inc("oidc_idle_terminations_total", reason="app_idle_timeout")
         log.info("ended app %s in sid=%s (its own idle timeout); the SSO session goes on",
                  clock.client_id, clock.sid)
+        return self._record(
+            event="session.app_terminated", reason="app_idle_timeout", deadline=clock.deadline,
+            now=now, last_activity_at=clock.last_activity_at, session=session,
+            policy={**policy.as_audit(), "client": clock.client_id,
+                    "client_attribute": CLIENT_IDLE_ATTR,
+                    "client_idle_timeout_s": (app_idle or 0) / 1000},
+            outcome={"keycloak": {"result": "kept: the SSO session goes on"},
+                     "notify": [note.client_id] if note else [],
+                     "no_backchannel_url": [] if note else [clock.client_id]},
+            clients=[clock.client_id]), note
+
+    def _record(self, *, event: str, reason: str, deadline: int, now: int,
+                last_activity_at: int, session: SessionRecord, policy: dict[str, Any],
+                outcome: dict[str, Any], clients: list[str]) -> dict[str, Any]:
+        """An audit record with the content NIST SP 800-53 AU-3 asks for: what type
+        of event, when (deadline and termination, UTC ms), where, source (the
+        policy), outcome, and identity."""
         return {
-            "event": "session.app_terminated",
-            "type": "app_idle_timeout",
-            "reason": "app_idle_timeout",
-            "deadline": iso_ms(clock.deadline),
-            "deadline_ms": clock.deadline,
+            "event": event,
+            "type": REASON_TYPES.get(reason, reason),
+            "reason": reason,
+            "deadline": iso_ms(deadline),
+            "deadline_ms": deadline,
             "terminated_at": iso_ms(now),
             "terminated_at_ms": now,
-            "lag_ms": now - clock.deadline,
-            "last_activity_at": iso_ms(clock.last_activity_at),
+            "lag_ms": now - deadline,
+            "last_activity_at": iso_ms(last_activity_at),
             "started_at": iso_ms(session.started_at),
             "where": {"realm": self._realm, "issuer": self._issuer, "worker": self._owner},
-            "source": {"policy": {**policy.as_audit(), "client": clock.client_id,
-                                  "client_attribute": CLIENT_IDLE_ATTR,
-                                  "client_idle_timeout_s": (app_idle or 0) / 1000}},
-            "outcome": {"keycloak": {"result": "kept: the SSO session goes on"},
-                        "notify": [note.client_id] if note else [],
-                        "no_backchannel_url": [] if note else [clock.client_id]},
-            "identity": {"sub": session.sub, "sid": session.sid, "clients": [clock.client_id]},
-        }, note
+            "source": {"policy": policy},
+            "outcome": outcome,
+            "identity": {"sub": session.sub, "sid": session.sid, "clients": clients},
+        }
 
     def _terminate(self, rec: SessionRecord) -> bool:
         try:
@@ -168,26 +182,13 @@ class Enforcer:
             else:
                 unreachable.append(client_id)
         reason = termination_reason(rec, policy)
-        record = {
-            "event": "session.terminated",
-            "type": REASON_TYPES.get(reason, reason),
-            "reason": reason,
-            "deadline": iso_ms(rec.deadline),
-            "deadline_ms": rec.deadline,
-            "terminated_at": iso_ms(now),
-            "terminated_at_ms": now,
-            "lag_ms": now - rec.deadline,
-            "last_activity_at": iso_ms(rec.last_activity_at),
-            "started_at": iso_ms(rec.started_at),
-            "where": {"realm": self._realm, "issuer": self._issuer, "worker": self._owner},
-            "source": {"policy": policy.as_audit()},
-            "outcome": {
-                "keycloak": {"result": result, "attempts": rec.attempts},
-                "notify": [n.client_id for n in notifications],
-                "no_backchannel_url": unreachable,
-            },
-            "identity": {"sub": rec.sub, "sid": rec.sid, "clients": clients},
-        }
+        record = self._record(
+            event="session.terminated", reason=reason, deadline=rec.deadline, now=now,
+            last_activity_at=rec.last_activity_at, session=rec, policy=policy.as_audit(),
+            outcome={"keycloak": {"result": result, "attempts": rec.attempts},
+                     "notify": [n.client_id for n in notifications],
+                     "no_backchannel_url": unreachable},
+            clients=clients)
         seq = self._store.finish_termination(rec.sid, self._owner, now, record, notifications,
                                              self._ttl)
         if seq is None:

@@ -6,4 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 python3 -m ruff check oidc_idle tests bench
+python3 -m mypy oidc_idle
 python3 -m pytest "$@"

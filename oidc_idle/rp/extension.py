@@ -265,10 +265,7 @@ def _guard() -> WResponse | None:
 def _to_login() -> WResponse:
     if request.endpoint in ("oidc_idle.status", "oidc_idle.activity") or \
             request.headers.get(PASSIVE_HEADER) == "1" or request.is_json:
-        resp = jsonify({"state": "signed_out", "login": url_for("oidc_idle.login")})
-        resp.status_code = 401
-        resp.headers["Cache-Control"] = "no-store"
-        return resp
+        return _no_store_json(401, {"state": "signed_out", "login": url_for("oidc_idle.login")})
     return redirect(url_for("oidc_idle.login", next=request.full_path.rstrip("?")))
 
 
@@ -412,21 +409,22 @@ def backchannel_logout() -> Response:
             ended = st.store.kill_sub(req.issuer.session_issuer, req.sub)
     except InvalidLogoutToken as exc:
         log.warning("back-channel logout rejected: %s", exc.description)
-        return _bcl(400, {"error": "invalid_request", "error_description": exc.description})
+        return _no_store_json(400, {"error": "invalid_request",
+                                    "error_description": exc.description})
     except StoreError as exc:
         # §2.8: "If the logout request cannot be processed ... 400"; the sender retries.
         log.error("back-channel logout could not end sessions: %s", exc.description)
-        return _bcl(400, {"error": "temporarily_unavailable",
+        return _no_store_json(400, {"error": "temporarily_unavailable",
                           "error_description": "the session store failed"})
     # §2.8: success also when the session is already gone (a duplicate notice).
-    return _bcl(200, {"ended": ended})
+    return _no_store_json(200, {"ended": ended})
 
 
 def _seen_jti(st: _State, now_s: int, iss: str, jti: str, exp: int) -> bool:
     return st.store.seen_jti(iss, jti, exp, now_s)
 
 
-def _bcl(status: int, body: dict[str, Any]) -> Response:
+def _no_store_json(status: int, body: dict[str, Any]) -> Response:
     resp = jsonify(body)
     resp.status_code = status
     resp.headers["Cache-Control"] = "no-store"
@@ -452,9 +450,7 @@ def status() -> WResponse:
     if dl is not None:
         body.update(deadline=iso_ms(dl.deadline), warn_at=iso_ms(dl.warn_at),
                     seconds_left=max(0.0, (dl.deadline - now) / 1000))
-    resp = jsonify(body)
-    resp.headers["Cache-Control"] = "no-store"
-    return resp
+    return _no_store_json(200, body)
 
 
 @bp.post("/activity")
@@ -466,10 +462,9 @@ def activity() -> Response:
     kinds = data.get("kinds") if isinstance(data, dict) else None
     if not isinstance(kinds, list) or not kinds or len(kinds) > 20 or \
             not all(k in COUNTED_KINDS and k != "request" for k in kinds):
-        resp = jsonify({"error": "invalid_request",
-                        "error_description": "kinds must list counted interaction kinds"})
-        resp.status_code = 400
-        return resp
+        return _no_store_json(400, {"error": "invalid_request",
+                                    "error_description": "kinds must list counted "
+                                                         "interaction kinds"})
     ago = data.get("ago_ms", 0) if isinstance(data, dict) else 0
     if not isinstance(ago, int | float) or isinstance(ago, bool) or ago < 0:
         ago = 0

@@ -17,14 +17,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import StoreError
+from ..sqlite_db import SqliteDb
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rp_sessions (
@@ -71,49 +67,18 @@ class Deadline:
 class RpStore:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = str(path)
-        self._local = threading.local()
-        try:
-            self._conn().executescript(SCHEMA)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the session store at {self.path}: {exc}") from exc
-
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
-                                   check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA busy_timeout=30000")
-            self._local.conn = conn
-        return conn
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        db = self._conn()
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise StoreError(f"session store failed: {exc}") from exc
+        self._db = SqliteDb(path, SCHEMA, "session store")
 
     # -- sessions ---------------------------------------------------------
     def load(self, session_id: str) -> dict[str, Any] | None:
-        try:
-            row = self._conn().execute("SELECT data FROM rp_sessions WHERE id_hash = ?",
-                                       (hash_id(session_id),)).fetchone()
-        except sqlite3.Error as exc:
-            raise StoreError(f"session store failed: {exc}") from exc
-        return json.loads(row[0]) if row else None
+        rows = self._db.read("SELECT data FROM rp_sessions WHERE id_hash = ?",
+                             (hash_id(session_id),))
+        return json.loads(rows[0][0]) if rows else None
 
     def insert(self, session_id: str, data: dict[str, Any], ident: dict[str, Any] | None,
                now: int) -> None:
         ident = ident or {}
-        with self._tx() as db:
+        with self._db.tx() as db:
             db.execute(
                 "INSERT INTO rp_sessions (id_hash, sid, sub, iss, data, created_at, updated_at) "
                 "VALUES (?,?,?,?,?,?,?)",
@@ -124,7 +89,7 @@ class RpStore:
                now: int) -> bool:
         """Write back a session that still exists; False if it was killed meanwhile."""
         ident = ident or {}
-        with self._tx() as db:
+        with self._db.tx() as db:
             cur = db.execute(
                 "UPDATE rp_sessions SET data = ?, sid = ?, sub = ?, iss = ?, updated_at = ? "
                 "WHERE id_hash = ?",
@@ -133,30 +98,30 @@ class RpStore:
             return cur.rowcount == 1
 
     def delete(self, session_id: str) -> None:
-        with self._tx() as db:
+        with self._db.tx() as db:
             db.execute("DELETE FROM rp_sessions WHERE id_hash = ?", (hash_id(session_id),))
 
     def kill_sid(self, sid: str) -> int:
-        with self._tx() as db:
+        with self._db.tx() as db:
             return db.execute("DELETE FROM rp_sessions WHERE sid = ?", (sid,)).rowcount
 
     def kill_sub(self, iss: str, sub: str) -> int:
-        with self._tx() as db:
+        with self._db.tx() as db:
             return db.execute("DELETE FROM rp_sessions WHERE iss = ? AND sub = ?",
                               (iss, sub)).rowcount
 
     def count_for_sid(self, sid: str) -> int:
-        return int(self._conn().execute("SELECT COUNT(*) FROM rp_sessions WHERE sid = ?",
+        return int(self._db.conn().execute("SELECT COUNT(*) FROM rp_sessions WHERE sid = ?",
                                         (sid,)).fetchone()[0])
 
     def purge_anonymous(self, older_than: int) -> int:
-        with self._tx() as db:
+        with self._db.tx() as db:
             return db.execute("DELETE FROM rp_sessions WHERE sid IS NULL AND updated_at < ?",
                               (older_than,)).rowcount
 
     # -- deadlines --------------------------------------------------------
     def set_deadline(self, d: Deadline) -> None:
-        with self._tx() as db:
+        with self._db.tx() as db:
             # Keep the newest news: a late answer must not undo a later one, and
             # nothing turns a dead session alive again.
             db.execute(
@@ -170,11 +135,11 @@ class RpStore:
 
     def forget_deadline(self, sid: str) -> None:
         """After a fresh authentication into a session this app had ended."""
-        with self._tx() as db:
+        with self._db.tx() as db:
             db.execute("DELETE FROM rp_deadlines WHERE sid = ?", (sid,))
 
     def deadline(self, sid: str) -> Deadline | None:
-        row = self._conn().execute(
+        row = self._db.conn().execute(
             "SELECT sid, state, deadline, warn_at, updated_at FROM rp_deadlines WHERE sid = ?",
             (sid,)).fetchone()
         return Deadline(*row) if row else None
@@ -182,7 +147,7 @@ class RpStore:
     # -- replay -----------------------------------------------------------
     def seen_jti(self, iss: str, jti: str, exp: int, now_s: int) -> bool:
         """Record a jti; True if it was already recorded (a replay)."""
-        with self._tx() as db:
+        with self._db.tx() as db:
             db.execute("DELETE FROM rp_jti WHERE exp < ?", (now_s - 3600,))
             cur = db.execute("INSERT OR IGNORE INTO rp_jti (iss, jti, exp) VALUES (?,?,?)",
                              (iss, jti, exp))
@@ -190,10 +155,10 @@ class RpStore:
 
     # -- worker contact ---------------------------------------------------
     def set_meta(self, key: str, value: str) -> None:
-        with self._tx() as db:
+        with self._db.tx() as db:
             db.execute("INSERT INTO rp_meta (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET "
                        "v = excluded.v", (key, value))
 
     def meta(self, key: str) -> str | None:
-        row = self._conn().execute("SELECT v FROM rp_meta WHERE k = ?", (key,)).fetchone()
+        row = self._db.conn().execute("SELECT v FROM rp_meta WHERE k = ?", (key,)).fetchone()
         return row[0] if row else None

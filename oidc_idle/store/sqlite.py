@@ -12,13 +12,11 @@ import contextlib
 import json
 import os
 import sqlite3
-import threading
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from .. import audit as audit_mod
-from ..errors import StoreError
+from ..sqlite_db import SqliteDb
 from .base import (
     ACTIVE,
     TERMINATED,
@@ -122,70 +120,24 @@ def _session(row: tuple[Any, ...]) -> SessionRecord:
 class SQLiteStore(SessionStore):
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = str(path)
-        self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
-        self._all_lock = threading.Lock()
-        try:
-            self._conn().executescript(SCHEMA)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open SQLite store at {self.path}: {exc}") from exc
+        self._db = SqliteDb(path, SCHEMA, "SQLite store")
         if self.path != ":memory:":
             with contextlib.suppress(OSError):  # holds the worker's private signing keys
                 os.chmod(self.path, 0o600)
 
-    # -- plumbing ---------------------------------------------------------
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
-                                   check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=30000")
-            self._local.conn = conn
-            with self._all_lock:
-                self._all.append(conn)
-        return conn
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        db = self._conn()
-        try:
-            db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise StoreError(f"SQLite store busy or broken: {exc}") from exc
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        else:
-            db.execute("COMMIT")
-
-    def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        try:
-            return self._conn().execute(sql, args).fetchall()
-        except sqlite3.Error as exc:
-            raise StoreError(f"SQLite read failed: {exc}") from exc
-
     def close(self) -> None:
-        with self._all_lock:
-            for conn in self._all:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.close()
-            self._all.clear()
-        self._local = threading.local()
+        self._db.close()
 
     def ping(self) -> None:
-        self._read("SELECT 1")
+        self._db.read("SELECT 1")
 
     # -- sessions ---------------------------------------------------------
     def get_session(self, sid: str) -> SessionRecord | None:
-        rows = self._read(f"SELECT {_SESSION_COLS} FROM sessions WHERE sid = ?", (sid,))
+        rows = self._db.read(f"SELECT {_SESSION_COLS} FROM sessions WHERE sid = ?", (sid,))
         return _session(rows[0]) if rows else None
 
     def create_session(self, record: SessionRecord) -> bool:
-        with self._tx() as db:
+        with self._db.tx() as db:
             cur = db.execute(
                 f"INSERT OR IGNORE INTO sessions ({_SESSION_COLS}) "
                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -197,7 +149,7 @@ class SQLiteStore(SessionStore):
             return cur.rowcount == 1
 
     def add_client(self, sid: str, client_id: str) -> None:
-        with self._tx() as db:
+        with self._db.tx() as db:
             row = db.execute("SELECT clients FROM sessions WHERE sid = ?", (sid,)).fetchone()
             if row is None:
                 return
@@ -208,7 +160,7 @@ class SQLiteStore(SessionStore):
                            (json.dumps(sorted(clients)), sid))
 
     def record_activity(self, sid: str, at: int, deadline: int, now: int) -> bool:
-        with self._tx() as db:
+        with self._db.tx() as db:
             cur = db.execute(
                 "UPDATE sessions SET last_activity_at = ?, deadline = ? "
                 "WHERE sid = ? AND state = ? AND deadline > ? AND last_activity_at < ?",
@@ -217,7 +169,7 @@ class SQLiteStore(SessionStore):
             return cur.rowcount == 1
 
     def claim_due(self, now: int, owner: str, lease_ms: int, limit: int) -> list[SessionRecord]:
-        with self._tx() as db:
+        with self._db.tx() as db:
             rows = db.execute(
                 f"SELECT {_SESSION_COLS} FROM sessions WHERE state = ? AND deadline <= ? "
                 "ORDER BY deadline LIMIT ?",
@@ -243,7 +195,7 @@ class SQLiteStore(SessionStore):
             return claimed
 
     def reapply_policy(self, idle_timeout_ms: int, absolute_lifetime_ms: int, now: int) -> int:
-        with self._tx() as db:
+        with self._db.tx() as db:
             cur = db.execute(
                 "UPDATE sessions SET deadline = MIN(last_activity_at + ?, started_at + ?) "
                 "WHERE state = ? AND deadline > ? AND reason IS NULL "
@@ -253,7 +205,7 @@ class SQLiteStore(SessionStore):
             return cur.rowcount
 
     def request_termination(self, sid: str, reason: str, now: int) -> SessionRecord | None:
-        with self._tx() as db:
+        with self._db.tx() as db:
             db.execute(
                 "UPDATE sessions SET deadline = MIN(deadline, ?), reason = ? "
                 "WHERE sid = ? AND state = ?",
@@ -262,7 +214,7 @@ class SQLiteStore(SessionStore):
         return self.get_session(sid)
 
     def defer_termination(self, sid: str, owner: str, retry_at: int, error: str) -> None:
-        with self._tx() as db:
+        with self._db.tx() as db:
             db.execute(
                 "UPDATE sessions SET lease_until = ?, last_error = ? "
                 "WHERE sid = ? AND state = ? AND lease_owner = ?",
@@ -278,7 +230,7 @@ class SQLiteStore(SessionStore):
         notifications: Iterable[NewNotification],
         notification_ttl_ms: int,
     ) -> int | None:
-        with self._tx() as db:
+        with self._db.tx() as db:
             cur = db.execute(
                 "UPDATE sessions SET state = ?, terminated_at = ?, lease_until = NULL, "
                 "last_error = NULL WHERE sid = ? AND state = ? AND lease_owner = ?",
@@ -297,18 +249,18 @@ class SQLiteStore(SessionStore):
 
     def count_sessions(self, state: str | None = None) -> int:
         if state is None:
-            return int(self._read("SELECT COUNT(*) FROM sessions")[0][0])
-        return int(self._read("SELECT COUNT(*) FROM sessions WHERE state = ?", (state,))[0][0])
+            return int(self._db.read("SELECT COUNT(*) FROM sessions")[0][0])
+        return int(self._db.read("SELECT COUNT(*) FROM sessions WHERE state = ?", (state,))[0][0])
 
     # -- per-app clocks -----------------------------------------------------
     def get_app_clock(self, sid: str, client_id: str) -> AppClock | None:
-        rows = self._read("SELECT sid, client_id, last_activity_at, deadline, state, ended_at "
+        rows = self._db.read("SELECT sid, client_id, last_activity_at, deadline, state, ended_at "
                           "FROM app_clocks WHERE sid = ? AND client_id = ?", (sid, client_id))
         return AppClock(*rows[0]) if rows else None
 
     def touch_app_clock(self, sid: str, client_id: str, at: int, deadline: int, now: int,
                         fresh_auth_at: int | None = None) -> AppClock:
-        with self._tx() as db:
+        with self._db.tx() as db:
             row = db.execute("SELECT last_activity_at, deadline, state, ended_at FROM app_clocks "
                              "WHERE sid = ? AND client_id = ?", (sid, client_id)).fetchone()
             if row is None:
@@ -334,7 +286,7 @@ class SQLiteStore(SessionStore):
         build: Callable[[AppClock, SessionRecord], tuple[dict[str, Any], NewNotification | None]],
         notification_ttl_ms: int,
     ) -> int:
-        with self._tx() as db:
+        with self._db.tx() as db:
             rows = db.execute(
                 "SELECT sid, client_id, last_activity_at, deadline, state, ended_at FROM "
                 "app_clocks WHERE state = ? AND deadline <= ? ORDER BY deadline LIMIT ?",
@@ -362,7 +314,7 @@ class SQLiteStore(SessionStore):
 
     # -- outbox -----------------------------------------------------------
     def claim_notifications(self, now: int, lease_ms: int, limit: int) -> list[Notification]:
-        with self._tx() as db:
+        with self._db.tx() as db:
             rows = db.execute(
                 f"SELECT {_NOTIF_COLS} FROM outbox WHERE state = 'pending' "
                 "AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
@@ -381,7 +333,7 @@ class SQLiteStore(SessionStore):
 
     def notification_delivered(self, nid: int, now: int, status: int,
                                audit: dict[str, Any]) -> bool:
-        with self._tx() as db:
+        with self._db.tx() as db:
             cur = db.execute(
                 "UPDATE outbox SET state = 'delivered', delivered_at = ?, last_status = ?, "
                 "last_error = NULL WHERE id = ? AND state = 'pending'",
@@ -394,7 +346,7 @@ class SQLiteStore(SessionStore):
 
     def notification_retry(self, nid: int, next_at: int, status: int | None, error: str,
                            attempt: dict[str, Any]) -> None:
-        with self._tx() as db:
+        with self._db.tx() as db:
             row = db.execute("SELECT history FROM outbox WHERE id = ?", (nid,)).fetchone()
             if row is None:
                 return
@@ -410,7 +362,7 @@ class SQLiteStore(SessionStore):
     def notification_dead(
         self, nid: int, now: int, status: int | None, error: str, audit: dict[str, Any]
     ) -> bool:
-        with self._tx() as db:
+        with self._db.tx() as db:
             cur = db.execute(
                 "UPDATE outbox SET state = 'dead', last_status = ?, last_error = ?, "
                 "delivered_at = NULL WHERE id = ? AND state = 'pending'",
@@ -422,7 +374,7 @@ class SQLiteStore(SessionStore):
             return True
 
     def notifications_for(self, sid: str) -> list[Notification]:
-        rows = self._read(f"SELECT {_NOTIF_COLS} FROM outbox WHERE sid = ? ORDER BY id", (sid,))
+        rows = self._db.read(f"SELECT {_NOTIF_COLS} FROM outbox WHERE sid = ? ORDER BY id", (sid,))
         return [_notification(r) for r in rows]
 
     # -- audit ------------------------------------------------------------
@@ -435,23 +387,24 @@ class SQLiteStore(SessionStore):
         return seq
 
     def append_audit(self, record: dict[str, Any]) -> int:
-        with self._tx() as db:
+        with self._db.tx() as db:
             return self._append_audit(db, record)
 
     def audit_entries(self, after_seq: int = 0) -> Iterator[AuditEntry]:
-        rows = self._read("SELECT seq, record FROM audit WHERE seq > ? ORDER BY seq", (after_seq,))
+        rows = self._db.read("SELECT seq, record FROM audit WHERE seq > ? ORDER BY seq",
+                             (after_seq,))
         for seq, text in rows:
             yield AuditEntry(seq, json.loads(text))
 
     # -- relying parties --------------------------------------------------
     def get_client(self, client_id: str) -> ClientRecord | None:
-        rows = self._read(
+        rows = self._db.read(
             "SELECT client_id, backchannel_url, service_account_sub, fetched_at, "
             "idle_timeout_ms FROM clients WHERE client_id = ?", (client_id,))
         return ClientRecord(*rows[0]) if rows else None
 
     def put_client(self, record: ClientRecord) -> None:
-        with self._tx() as db:
+        with self._db.tx() as db:
             db.execute(
                 "INSERT INTO clients (client_id, backchannel_url, service_account_sub, fetched_at, "
                 "idle_timeout_ms) VALUES (?,?,?,?,?) ON CONFLICT(client_id) DO UPDATE SET "
@@ -464,21 +417,21 @@ class SQLiteStore(SessionStore):
 
     # -- signing keys -----------------------------------------------------
     def signing_keys(self) -> list[dict[str, Any]]:
-        rows = self._read("SELECT kid, private_jwk, created_at, active FROM signing_keys "
+        rows = self._db.read("SELECT kid, private_jwk, created_at, active FROM signing_keys "
                           "ORDER BY created_at DESC, rowid DESC")
         return [{"kid": k, "private_jwk": json.loads(j), "created_at": c, "active": bool(a)}
                 for k, j, c, a in rows]
 
     def add_signing_key(self, kid: str, private_jwk: dict[str, Any], now: int,
                         keep: int = 2) -> None:
-        with self._tx() as db:
+        with self._db.tx() as db:
             db.execute("INSERT INTO signing_keys (kid, private_jwk, created_at, active) "
                        "VALUES (?,?,?,1)", (kid, json.dumps(private_jwk), now))
             db.execute("UPDATE signing_keys SET active = 0 WHERE kid NOT IN (SELECT kid FROM "
                        "signing_keys ORDER BY created_at DESC, rowid DESC LIMIT ?)", (keep,))
 
     def outbox_stats(self) -> dict[str, dict[str, Any]]:
-        rows = self._read(
+        rows = self._db.read(
             "SELECT client_id, SUM(state = 'pending'), SUM(state = 'delivered'), "
             "SUM(state = 'dead'), MAX(delivered_at), SUM(attempts) FROM outbox "
             "GROUP BY client_id ORDER BY client_id")
