@@ -93,6 +93,12 @@ class JsonlSink:
     def _last_seq_in_file(self) -> int:
         if not self._path.exists():
             return 0
+        with self._path.open("rb+") as fh:  # a crash may have left a torn last line
+            fh.seek(0, os.SEEK_END)
+            if fh.tell() > 0:
+                fh.seek(-1, os.SEEK_END)
+                if fh.read(1) != b"\n":
+                    fh.write(b"\n")
         last = 0
         with self._path.open("rb") as fh:
             for line in fh:

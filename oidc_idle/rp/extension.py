@@ -289,6 +289,8 @@ def _safe_next(value: str | None) -> str:
 @bp.get("/login")
 def login() -> Any:
     st = _state()
+    # Login state of abandoned attempts is the only thing that piles up here.
+    st.store.purge_anonymous(older_than=st.clock.now_ms() - 86_400_000)
     session.clear()
     session[NEXT_KEY] = _safe_next(request.args.get("next"))
     # prompt=login (OIDC Core §3.1.2.1): Keycloak must ask for the password even

@@ -82,10 +82,12 @@ def create_app(worker: Worker, auth: BearerAuth) -> Flask:
 
     @app.get("/v1/policy")
     def policy() -> Response:
-        caller()
+        client_id = caller()
         p = worker.policy()
+        app_idle = worker.app_idle_ms(client_id, p)
         return _no_store(jsonify({
-            "idle_timeout_s": p.idle_timeout_ms / 1000,
+            "idle_timeout_s": (app_idle or p.idle_timeout_ms) / 1000,
+            "realm_idle_timeout_s": p.idle_timeout_ms / 1000,
             "warning_lead_s": p.warning_lead_ms / 1000,
             "absolute_lifetime_s": p.absolute_lifetime_ms / 1000,
             "counted_kinds": sorted(p.counted_kinds),

@@ -198,3 +198,19 @@ def test_metrics_count_terminations_deliveries_and_outbox_state(rig):
     assert 'oidc_idle_delivery_latency_seconds_count{client="app-a"} 1' in text
     assert "# TYPE oidc_idle_delivery_latency_seconds histogram" in text
     assert 'oidc_idle_activity_events_total{counted="true"}' in text
+
+
+def test_jsonl_sink_repairs_a_torn_last_line(rig, tmp_path):
+    import json
+
+    from oidc_idle.audit import JsonlSink
+
+    _due(rig)
+    rig.enforcer.sweep()
+    path = tmp_path / "audit.jsonl"
+    path.write_text(path.read_text() + '{"seq": 99, "torn')  # a crash cut a line short
+    rig.store.append_audit({"event": "x"})
+    JsonlSink(rig.store, path).sync()
+    lines = path.read_text().splitlines()
+    assert lines[-2] == '{"seq": 99, "torn', "the torn line stays apart"
+    assert json.loads(lines[-1])["event"] == "x", "the next record is a line of its own"
