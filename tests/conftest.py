@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+# The package of this checkout, whatever an editable install elsewhere points at.
+sys.path.insert(0, str(Path(__file__).parent.parent))
 os.environ.setdefault("OIDC_IDLE_LOG_LEVEL", "INFO")
 
 pytest_plugins = ["stack"]

@@ -54,8 +54,12 @@ def wait_http(url: str, proc: subprocess.Popen[bytes] | None, log: Path | None,
 
 def _spawn(name: str, args: list[str], env: dict[str, str], log: Path, url: str,
            health: str) -> Proc:
+    # The children run this very package (not whatever another install points at).
+    root = str(Path(__file__).resolve().parents[2])
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
     with open(log, "ab") as fh:
-        popen = subprocess.Popen([sys.executable, *args], env={**os.environ, **env},
+        popen = subprocess.Popen([sys.executable, *args],
+                                 env={**os.environ, "PYTHONPATH": path, **env},
                                  stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     wait_http(health, popen, log)
     return Proc(name, popen, url, log, env)
