@@ -12,8 +12,12 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-# The package of this checkout, whatever an editable install elsewhere points at.
-sys.path.insert(0, str(Path(__file__).parent.parent))
+# The package of this checkout, whatever an editable install elsewhere points at,
+# here and in every process the tests start.
+ROOT = str(Path(__file__).parent.parent)
+sys.path.insert(0, ROOT)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (ROOT, os.environ.get("PYTHONPATH", "")) if p)
 os.environ.setdefault("OIDC_IDLE_LOG_LEVEL", "INFO")
 
 pytest_plugins = ["stack"]

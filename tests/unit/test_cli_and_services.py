@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -15,6 +16,8 @@ from oidc_idle.errors import ServiceError
 
 
 def run_cli(*args, env=None):
+    if env is not None:
+        env = {**env, "PYTHONPATH": os.environ["PYTHONPATH"]}
     return subprocess.run([sys.executable, "-m", "oidc_idle", *args], capture_output=True,
                           text=True, timeout=60, env=env)
 
