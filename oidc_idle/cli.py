@@ -158,6 +158,22 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_session(args: argparse.Namespace) -> int:
+    """An administrator ends a session everywhere: the running worker (same store)
+    terminates it at its next sweep, audited as ``admin_logout``."""
+    from .clock import SystemClock
+
+    store = _open_store(args.db)
+    rec = store.request_termination(args.sid, "admin_logout", SystemClock().now_ms())
+    if rec is None:
+        raise OidcIdleError(f"no session {args.sid} in {args.db}")
+    if rec.state != "active" or rec.reason != "admin_logout":
+        print(f"session {args.sid} is already {rec.state} ({rec.reason or 'idle'})")
+        return 0
+    print(f"session {args.sid} of {rec.sub} will be ended at the worker's next sweep")
+    return 0
+
+
 def cmd_rp(args: argparse.Namespace) -> int:
     if args.rp_action == "list":
         from .clock import iso_ms
@@ -177,6 +193,10 @@ def cmd_rp(args: argparse.Namespace) -> int:
                        os.environ.get("OIDC_IDLE_ADMIN_PASSWORD", args.admin_password))
     result = admin.register_client(args.client_id, args.url, audience=args.audience)
     print(f"{result['action']} client {args.client_id} in realm {args.realm}")
+    if args.idle_timeout:
+        ms = parse_duration_ms(args.idle_timeout, key="--idle-timeout")
+        admin.set_client_idle_timeout(args.client_id, ms, admin.realm_policy())
+        print(f"  stricter idle timeout   {ms / 1000:g} s")
     print(f"  redirect URI            {result['redirect_uri']}")
     print(f"  back-channel logout URL {result['backchannel_url']}")
     print(f"  client secret           {result['secret']}")
@@ -240,8 +260,15 @@ def parser() -> argparse.ArgumentParser:
     reg.add_argument("--admin-user", default="admin")
     reg.add_argument("--admin-password", default="admin", help="or OIDC_IDLE_ADMIN_PASSWORD")
     reg.add_argument("--audience", default="oidc-idle-worker")
+    reg.add_argument("--idle-timeout", help="a stricter idle timeout for this app, e.g. 5m")
+
     lst = rp_sub.add_parser("list", help="apps and their delivery health")
     lst.add_argument("--db", default=os.environ.get("OIDC_IDLE_DB", "oidc-idle.db"))
+
+    se = sub.add_parser("session", help="sessions")
+    se.add_argument("action", choices=["end"])
+    se.add_argument("sid")
+    se.add_argument("--db", default=os.environ.get("OIDC_IDLE_DB", "oidc-idle.db"))
 
     a = sub.add_parser("audit", help="check or export the audit trail")
     a.add_argument("action", choices=["verify", "export"])
@@ -256,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     _logging(args.log_level)
     handlers = {"serve": cmd_serve, "demo": cmd_demo, "keycloak": cmd_keycloak,
-                "realm": cmd_realm_apply, "audit": cmd_audit, "keys": cmd_keys, "rp": cmd_rp}
+                "realm": cmd_realm_apply, "audit": cmd_audit, "keys": cmd_keys, "rp": cmd_rp,
+                "session": cmd_session}
     try:
         return handlers[args.command](args)
     except OidcIdleError as exc:

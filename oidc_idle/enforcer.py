@@ -38,6 +38,7 @@ REASON_TYPES = {
     "app_idle_timeout": "app_idle_timeout",
     "absolute_timeout": "absolute_timeout",
     "user_logout": "user_logout",
+    "admin_logout": "admin_logout",
 }
 
 

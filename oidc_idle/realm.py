@@ -58,6 +58,13 @@ class RealmAdmin:
             changes.update(self.ensure_worker_client(worker_client_id))
         return changes
 
+    def realm_policy(self) -> Policy:
+        try:
+            return Policy.from_realm_attributes(
+                self._admin.get_realm(self.realm).get("attributes") or {})
+        except _PkcError as exc:
+            raise KeycloakError(f"cannot read realm {self.realm}: {exc}") from exc
+
     def enable_events(self) -> dict[str, Any]:
         """Record the user events an auditor will correlate with our records (login,
         logout, failed login, code exchange, refresh); Keycloak keeps them for 7 days."""

@@ -214,3 +214,39 @@ def test_jsonl_sink_repairs_a_torn_last_line(rig, tmp_path):
     lines = path.read_text().splitlines()
     assert lines[-2] == '{"seq": 99, "torn', "the torn line stays apart"
     assert json.loads(lines[-1])["event"] == "x", "the next record is a line of its own"
+
+
+def test_admin_ends_a_session_from_the_command_line(rig, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    rig.login()
+    rig.report("app-a")
+    db = str(tmp_path / "w.db")
+    r = subprocess.run([sys.executable, "-m", "oidc_idle", "session", "end", "sid-1", "--db", db],
+                       capture_output=True, text=True, env={**os.environ})
+    assert r.returncode == 0 and "next sweep" in r.stdout
+    assert rig.enforcer.sweep() == 1
+    rec = next(rig.store.audit_entries()).record
+    assert rec["type"] == "admin_logout" and rec["identity"]["sid"] == "sid-1"
+    missing = subprocess.run([sys.executable, "-m", "oidc_idle", "session", "end", "nope",
+                              "--db", db], capture_output=True, text=True)
+    assert missing.returncode == 2 and "no session nope" in missing.stderr
+
+
+def test_a_bad_realm_policy_stops_the_worker_at_start_naming_the_attribute(tmp_path):
+    import pytest
+
+    from fakes import FakeKeycloak
+    from oidc_idle.config import WorkerSettings
+    from oidc_idle.errors import PolicyError
+    from oidc_idle.worker import build
+
+    kc = FakeKeycloak(attributes={"oidcIdle.idleTimeout": "600", "oidcIdle.absoluteLifetime": "60"})
+    settings = WorkerSettings.from_env({
+        "OIDC_IDLE_KEYCLOAK_URL": "http://127.0.0.1:1", "OIDC_IDLE_REALM": "demo",
+        "OIDC_IDLE_CLIENT_ID": "w", "OIDC_IDLE_CLIENT_SECRET": "s",
+        "OIDC_IDLE_DB": str(tmp_path / "x.db"), "OIDC_IDLE_AUDIT_LOG": str(tmp_path / "a.jsonl")})
+    with pytest.raises(PolicyError, match=r"oidcIdle\.absoluteLifetime"):
+        build(settings, keycloak=kc)
