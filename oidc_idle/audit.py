@@ -116,6 +116,8 @@ class JsonlSink:
                 lines.append(json.dumps(entry.record, sort_keys=True) + "\n")
                 self._written = entry.seq
             if lines:
+                if not self._path.exists():  # it names people and sessions: owner only
+                    os.close(os.open(self._path, os.O_CREAT | os.O_WRONLY, 0o600))
                 with self._path.open("a", encoding="utf-8") as fh:
                     fh.writelines(lines)
                     fh.flush()

@@ -11,7 +11,10 @@ from joserfc.errors import JoseError
 
 
 def _b64json(segment: str) -> dict[str, Any]:
-    data = json.loads(urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    try:
+        data = json.loads(urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
     return data

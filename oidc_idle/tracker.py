@@ -68,6 +68,11 @@ def _parse_event(i: int, raw: Any, now: int, skew: int) -> ActivityEvent:
         if len(value) > MAX_ID_LEN:
             raise InvalidInput(f"{where}.{key}: longer than {MAX_ID_LEN} characters",
                                pointer=f"/events/{i}/{key}")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: not text anyone can store
+            raise InvalidInput(f"{where}.{key}: not valid Unicode text",
+                               pointer=f"/events/{i}/{key}") from None
     kind = raw["kind"]
     if kind not in ALL_KINDS:
         raise InvalidInput(

@@ -60,6 +60,8 @@ Press Ctrl-C to stop everything.
 """, flush=True)
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        # A shell's background job starts with SIGINT ignored; Ctrl-C must stop us.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             while not stop.wait(1.0):
                 for p in procs:

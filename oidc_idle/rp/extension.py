@@ -32,6 +32,7 @@ from flask import (
     session,
     url_for,
 )
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Response as WResponse
 
 from .. import logout_token
@@ -223,6 +224,8 @@ def _is_passive() -> bool:
 
 def _guard() -> WResponse | None:
     st = _state()
+    if request.routing_exception is not None:
+        return None  # Flask answers 404 / 405; nothing here to protect
     endpoint = request.endpoint or ""
     if endpoint.startswith("oidc_idle.") and endpoint not in ("oidc_idle.status",
                                                               "oidc_idle.activity"):
@@ -278,7 +281,8 @@ def _unavailable(why: str) -> Response:
 
 def _safe_next(value: str | None) -> str:
     """Only same-site relative paths: never an open redirect."""
-    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value \
+            or any(ord(c) < 32 or ord(c) == 127 for c in value):
         return "/"
     parsed = urlparse(value)
     return value if not parsed.scheme and not parsed.netloc else "/"
@@ -422,6 +426,12 @@ def backchannel_logout() -> Response:
     return _no_store_json(200, {"ended": ended})
 
 
+@bp.errorhandler(RequestEntityTooLarge)
+def _too_large(exc: RequestEntityTooLarge) -> Response:
+    return _no_store_json(413, {"error": "invalid_request",
+                                "error_description": "request too large"})
+
+
 def _seen_jti(st: _State, now_s: int, iss: str, jti: str, exp: int) -> bool:
     return st.store.seen_jti(iss, jti, exp, now_s)
 
@@ -460,16 +470,20 @@ def activity() -> Response:
     """Interactions the snippet saw (keys, clicks, scrolls, touches): counted."""
     st = _state()
     ident = session[IDENT_KEY]
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:
+        data = None
     kinds = data.get("kinds") if isinstance(data, dict) else None
     if not isinstance(kinds, list) or not kinds or len(kinds) > 20 or \
-            not all(k in COUNTED_KINDS and k != "request" for k in kinds):
+            not all(isinstance(k, str) and k in COUNTED_KINDS and k != "request"
+                    for k in kinds):
         return _no_store_json(400, {"error": "invalid_request",
                                     "error_description": "kinds must list counted "
                                                          "interaction kinds"})
     ago = data.get("ago_ms", 0) if isinstance(data, dict) else 0
-    if not isinstance(ago, int | float) or isinstance(ago, bool) or ago < 0:
-        ago = 0
+    if not isinstance(ago, int | float) or isinstance(ago, bool) or not 0 <= ago < 1e12:
+        ago = 0  # also NaN and infinities
     # The snippet batches interactions for a few seconds; it says how long ago the
     # newest one was, so the clock starts from the interaction, not from receipt.
     at = st.clock.now_ms() - int(min(ago, MAX_INTERACTION_AGE_MS))

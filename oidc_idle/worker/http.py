@@ -59,7 +59,10 @@ def create_app(worker: Worker, auth: BearerAuth) -> Flask:
     def json_body() -> Any:
         if not request.mimetype == "application/json":
             raise InvalidInput("Content-Type must be application/json", error="unsupported_media")
-        data = request.get_json(silent=True)
+        try:
+            data = request.get_json(silent=True)
+        except RecursionError:  # nesting deeper than the parser's stack
+            data = None
         if data is None:
             raise InvalidInput("body is not valid JSON", error="malformed_json")
         return data

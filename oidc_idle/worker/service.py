@@ -32,6 +32,9 @@ from ..store.base import ACTIVE, SessionRecord, SessionStore
 log = logging.getLogger("oidc_idle.worker")
 
 NEGATIVE_CACHE_MS = 30_000
+#: One batch may make at most this many Keycloak look-ups of sessions the worker
+#: does not know yet: a client cannot turn one request into a flood on Keycloak.
+MAX_VERIFICATIONS_PER_BATCH = 50
 
 
 class PolicySource:
@@ -105,11 +108,13 @@ class Worker:
         """``POST /v1/activity``: validate the whole batch, then apply each event."""
         now = self.clock.now_ms()
         events = tracker.parse_batch(payload, now, self.clock_skew_ms)
-        return [self._apply(client_id, ev, now) for ev in events]
+        budget = [MAX_VERIFICATIONS_PER_BATCH]  # Keycloak look-ups one batch may cause
+        return [self._apply(client_id, ev, now, budget) for ev in events]
 
-    def _apply(self, client_id: str, ev: tracker.ActivityEvent, now: int) -> dict[str, Any]:
+    def _apply(self, client_id: str, ev: tracker.ActivityEvent, now: int,
+               budget: list[int] | None = None) -> dict[str, Any]:
         try:
-            session = self._member_session(client_id, ev.sid, ev.sub, now)
+            session = self._member_session(client_id, ev.sid, ev.sub, now, budget)
         except NotFound as exc:
             return {"sid": ev.sid, "error": exc.error, "detail": exc.description}
         except KeycloakError as exc:
@@ -131,7 +136,9 @@ class Worker:
                 app = self.store.touch_app_clock(ev.sid, client_id, ev.at, deadline, now,
                                                  fresh_auth_at=ev.auth_time)
         view = tracker.view(session, policy, self.clock.now_ms(), app, app_idle)
-        return {**view, "counted": move.counts}
+        # "counted": a kind that counts, reported while the session was alive.
+        return {**view, "counted": move.counts and tracker.effective_state(session, now)
+                == ACTIVE}
 
     def app_idle_ms(self, client_id: str, policy: Policy) -> int | None:
         """The app's own idle timeout, if it has a stricter one than the realm's
@@ -144,7 +151,7 @@ class Worker:
         return idle if idle is not None and idle < policy.idle_timeout_ms else None
 
     def _member_session(self, client_id: str, sid: str, sub: str | None,
-                        now: int) -> SessionRecord:
+                        now: int, budget: list[int] | None = None) -> SessionRecord:
         """The session, if ``client_id`` takes part in it; checked once against Keycloak.
 
         DESIGN.md: an unknown sid is verified against Keycloak once (the user has
@@ -165,6 +172,11 @@ class Worker:
             if self._rejected.get(key, 0) > now:
                 raise NotFound(f"Keycloak has no session {sid} of {sub} with client {client_id}",
                                error="unknown_session")
+        if budget is not None:
+            if budget[0] <= 0:
+                raise NotFound(f"too many new sessions in one batch; report {sid} again",
+                               error="verification_deferred")
+            budget[0] -= 1
         kc = self.keycloak.user_session(sub, sid)
         if kc is None or client_id not in kc.clients:
             with self._rejected_lock:

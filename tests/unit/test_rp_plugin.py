@@ -339,3 +339,34 @@ def test_backchannel_endpoint_ignores_extra_parameters_and_unknown_claims(rp):
                                   data={"logout_token": token, "state": "ignored"})
     assert r.status_code == 200 and r.headers["Cache-Control"] == "no-store"
     assert rp.st.store.count_for_sid("s1") == 0
+
+
+def test_odd_activity_bodies_are_400s_not_500s(rp):
+    c = login(rp)
+    for body in ({"kinds": [["click"]]}, {"kinds": [{}]}, {"kinds": [None]}):
+        assert c.post("/oidc-idle/activity", json=body).status_code == 400
+    r = c.post("/oidc-idle/activity", data='{"kinds":["click"],"ago_ms":NaN}',
+               content_type="application/json")
+    assert r.status_code == 204
+    r = c.post("/oidc-idle/activity", data="[" * 100_000, content_type="application/json")
+    assert r.status_code == 400
+
+
+def test_backchannel_endpoint_odd_requests(rp):
+    import base64
+
+    c = rp.app.test_client()
+    head = base64.urlsafe_b64encode(b"[" * 100_000).rstrip(b"=").decode()
+    r = c.post("/oidc-idle/backchannel-logout", data={"logout_token": f"{head}.e30.x"})
+    assert r.status_code == 400 and r.headers["Cache-Control"] == "no-store"
+    assert c.get("/oidc-idle/backchannel-logout").status_code == 405
+    r = c.post("/oidc-idle/backchannel-logout", data={"logout_token": "x" * 600_000})
+    assert r.status_code == 413 and r.headers["Cache-Control"] == "no-store" and r.is_json
+
+
+def test_control_characters_in_next_fall_back_to_home():
+    from oidc_idle.rp.extension import _safe_next
+
+    assert _safe_next("/%0d%0aX:1") == "/%0d%0aX:1"  # still encoded: harmless
+    assert _safe_next("/\r\nX: 1") == "/"
+    assert _safe_next("/a\tb") == "/"
