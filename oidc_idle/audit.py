@@ -14,6 +14,7 @@ The JSON-lines file is a copy for a SIEM, kept in step with the store by
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -82,47 +83,52 @@ def csv_row(r: dict[str, Any]) -> list[Any]:
 
 
 class JsonlSink:
-    """Appends store audit records to a JSON-lines file, in order, once each."""
+    """Appends store audit records to a JSON-lines file, in order, once each.
+
+    Several workers may share one store and one file: each sync takes an
+    exclusive lock on the file and appends only what follows the last record
+    already in it, so no line is lost or doubled, and a torn last line left by a
+    crash is closed first.
+    """
+
+    TAIL = 1 << 16  # a record is far smaller: the last one is within this
 
     def __init__(self, store: SessionStore, path: str | os.PathLike[str]) -> None:
         self._store = store
         self._path = Path(path)
         self._lock = threading.Lock()
-        self._written = self._last_seq_in_file()
 
-    def _last_seq_in_file(self) -> int:
-        if not self._path.exists():
+    def _last_seq(self, fd: int) -> int:
+        size = os.lseek(fd, 0, os.SEEK_END)
+        if size == 0:
             return 0
-        with self._path.open("rb+") as fh:  # a crash may have left a torn last line
-            fh.seek(0, os.SEEK_END)
-            if fh.tell() > 0:
-                fh.seek(-1, os.SEEK_END)
-                if fh.read(1) != b"\n":
-                    fh.write(b"\n")
-        last = 0
-        with self._path.open("rb") as fh:
-            for line in fh:
-                try:
-                    last = max(last, int(json.loads(line)["seq"]))
-                except (ValueError, KeyError, TypeError):
-                    continue  # a torn last line from a crash is re-written below
-        return last
+        os.lseek(fd, max(0, size - self.TAIL), os.SEEK_SET)
+        tail = os.read(fd, self.TAIL)
+        if not tail.endswith(b"\n"):
+            os.write(fd, b"\n")  # O_APPEND: closes the torn line
+        for line in reversed(tail.splitlines()):
+            try:
+                return int(json.loads(line)["seq"])
+            except (ValueError, KeyError, TypeError):
+                continue  # the torn line itself
+        return 0
 
     def sync(self) -> int:
         """Write every record the file lacks; returns how many were written."""
         with self._lock:
-            lines = []
-            for entry in self._store.audit_entries(after_seq=self._written):
-                lines.append(json.dumps(entry.record, sort_keys=True) + "\n")
-                self._written = entry.seq
-            if lines:
-                if not self._path.exists():  # it names people and sessions: owner only
-                    os.close(os.open(self._path, os.O_CREAT | os.O_WRONLY, 0o600))
-                with self._path.open("a", encoding="utf-8") as fh:
-                    fh.writelines(lines)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-            return len(lines)
+            # Owner-only: the records name people and their sessions.
+            fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                last = self._last_seq(fd)
+                data = b"".join(json.dumps(e.record, sort_keys=True).encode() + b"\n"
+                                for e in self._store.audit_entries(after_seq=last))
+                if data:
+                    os.write(fd, data)
+                    os.fsync(fd)
+                return data.count(b"\n")
+            finally:
+                os.close(fd)  # also releases the lock
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:

@@ -13,7 +13,8 @@ import pytest
 
 from httpbrowser import Browser
 from oidc_idle.audit import read_jsonl, verify
-from stack import wait_for
+from oidc_idle.demo.stack import start_worker
+from stack import free_port, wait_for
 
 pytestmark = pytest.mark.keycloak
 
@@ -100,3 +101,34 @@ def test_sigkill_with_deliveries_pending_delivers_them_after_restart(make_stack,
     assert sorted(r["identity"]["client_id"] for r in delivered) == ["admin-console",
                                                                     "patient-portal"]
     assert Browser.is_login_page(browser.go("GET", stack.url("admin-console", "/whoami")))
+
+
+def test_two_replicas_sharing_the_store_terminate_each_session_once(make_stack, keycloak):
+    stack = make_stack(idle_s=5, warn_s=1, OIDC_IDLE_TERMINATE_PARALLELISM="2")
+    second_env = {**stack.worker.env, "OIDC_IDLE_INSTANCE": "worker-2",
+                  "OIDC_IDLE_BIND": f"127.0.0.1:{free_port()}"}
+    second = start_worker(second_env, stack.run_dir / "worker-2.log")
+    try:
+        users = []
+        for _ in range(12):
+            name, pw, uid = keycloak.new_user()
+            b = Browser()
+            r = b.login_form(b.go("GET", stack.url("patient-portal", "/whoami")), name, pw)
+            users.append((uid, r.json()["sid"]))
+        sids = {sid for _, sid in users}
+        wait_for(lambda: len(_terminations(stack)) >= len(sids), 40, "every termination")
+        records = _terminations(stack)
+        assert sorted(r["identity"]["sid"] for r in records) == sorted(sids), "once each"
+        for uid, _ in users:
+            assert keycloak.sessions_of(uid) == []
+        store = stack.store()
+        everything = [e.record for e in store.audit_entries()]
+        deliveries = [n for s in sids for n in store.notifications_for(s)]
+        store.close()
+        assert verify(everything) == []
+        assert read_jsonl(stack.run_dir / "audit.jsonl") == everything, "no line doubled"
+        assert len(deliveries) == len(sids), "one logout owed per session and app"
+        by = {r["where"]["worker"] for r in records}
+        assert by <= {"worker-1", "worker-2"}
+    finally:
+        second.stop()
