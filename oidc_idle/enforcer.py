@@ -39,6 +39,7 @@ REASON_TYPES = {
     "absolute_timeout": "absolute_timeout",
     "user_logout": "user_logout",
     "admin_logout": "admin_logout",
+    "keycloak_logout": "user_logout",
 }
 
 

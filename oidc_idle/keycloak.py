@@ -61,6 +61,8 @@ class Keycloak(Protocol):
 
     def realm_attributes(self) -> dict[str, Any]: ...
 
+    def logout_events(self, since_ms: int) -> list[tuple[int, str]]: ...
+
     def ping(self) -> None: ...
 
 
@@ -135,6 +137,18 @@ class AdminKeycloak:
             if resp.status_code == 200:
                 sa_sub = resp.json().get("id")
         return KcClient(client_id, url, sa_sub, client_idle_timeout_ms(rep))
+
+    def logout_events(self, since_ms: int) -> list[tuple[int, str]]:
+        """(time, session id) of LOGOUT user events since ``since_ms``, oldest first:
+        sessions ended at Keycloak itself (account console, another app's logout)."""
+        resp = self._call("GET", "events", type="LOGOUT", dateFrom=str(since_ms), max=500)
+        if resp.status_code == 403:
+            raise KeycloakError("the worker's service account lacks the realm-management "
+                                "role view-events (oidc-idle realm apply grants it)",
+                                keycloak_status=403)
+        events = self._json(resp, "read logout events")
+        return sorted((int(e["time"]), str(e["sessionId"])) for e in events
+                      if e.get("sessionId") and int(e.get("time", 0)) >= since_ms)
 
     def realm_attributes(self) -> dict[str, Any]:
         rep = self._json(self._call("GET", ""), "read realm")

@@ -23,8 +23,10 @@ from .policy import Policy
 BACKSTOP_FACTOR = 2
 USER_EVENTS = frozenset({"LOGIN", "LOGIN_ERROR", "LOGOUT", "CODE_TO_TOKEN", "REFRESH_TOKEN"})
 #: What the worker calls: read the realm (policy), list a user's sessions and
-#: read clients (membership, back-channel URLs), delete sessions (manage-users).
-WORKER_ROLES = frozenset({"view-realm", "view-users", "manage-users", "view-clients"})
+#: read clients (membership, back-channel URLs), delete sessions (manage-users),
+#: read LOGOUT events (sessions ended at Keycloak itself).
+WORKER_ROLES = frozenset({"view-realm", "view-users", "manage-users", "view-clients",
+                          "view-events"})
 log = logging.getLogger("oidc_idle.realm")
 
 

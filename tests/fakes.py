@@ -15,6 +15,7 @@ class FakeKeycloak:
     clients: dict[str, KcClient] = field(default_factory=dict)
     attributes: dict[str, Any] = field(default_factory=dict)
     down: bool = False
+    logouts: list[tuple[int, str]] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     lookups: int = 0
 
@@ -47,6 +48,10 @@ class FakeKeycloak:
     def realm_attributes(self) -> dict[str, Any]:
         self._check()
         return dict(self.attributes)
+
+    def logout_events(self, since_ms: int) -> list[tuple[int, str]]:
+        self._check()
+        return sorted(e for e in self.logouts if e[0] >= since_ms)
 
     def ping(self) -> None:
         self._check()

@@ -19,7 +19,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from .. import tracker
 from ..audit import JsonlSink
 from ..clients import ClientRegistry
-from ..clock import Clock
+from ..clock import Clock, iso_ms
 from ..enforcer import Enforcer
 from ..errors import KeycloakError, NotFound, PolicyError
 from ..keycloak import Keycloak
@@ -93,6 +93,8 @@ class Worker:
         self._rejected: dict[tuple[str, str], int] = {}
         self._rejected_lock = threading.Lock()
         self._scheduler: BackgroundScheduler | None = None
+        self._logout_cursor: int | None = None
+        self._logout_warned = False
 
     def apply_policy(self, policy: Policy) -> int:
         """A changed realm policy applies to live sessions at the next sweep
@@ -230,6 +232,31 @@ class Worker:
                 gauges.append(("oidc_idle_outbox", {"client": client, "state": state}, st[state]))
         return self.metrics.render(gauges)
 
+    def watch_logouts(self) -> int:
+        """Sessions ended at Keycloak itself (its account console, an app without
+        this plugin) are ended here too: audited, and every app told with retries,
+        where Keycloak's own back-channel logout went out once."""
+        if self._logout_cursor is None:
+            self._logout_cursor = self.clock.now_ms() - 60_000
+        try:
+            events = self.keycloak.logout_events(self._logout_cursor)
+        except KeycloakError as exc:
+            if not self._logout_warned:
+                log.warning("cannot read Keycloak's logout events: %s", exc.description)
+                self._logout_warned = True
+            return 0
+        ended = 0
+        for at, sid in events:
+            rec = self.store.get_session(sid)
+            if rec is not None and rec.state == ACTIVE and rec.reason is None:
+                self.store.request_termination(sid, "keycloak_logout", self.clock.now_ms())
+                log.info("sid=%s was logged out at Keycloak at %s", sid, iso_ms(at))
+                ended += 1
+            self._logout_cursor = max(self._logout_cursor, at)
+        if ended and self._scheduler is not None:
+            self._scheduler.modify_job("sweep", next_run_time=_now_dt())
+        return ended
+
     # -- background -------------------------------------------------------
     def sync_audit(self) -> None:
         if self.sink is not None:
@@ -246,6 +273,7 @@ class Worker:
         self._dispatcher = threading.Thread(target=self.notifier.run, args=(self._stop,),
                                             name="oidc-idle-dispatcher", daemon=True)
         self._dispatcher.start()
+        sched.add_job(self.watch_logouts, "interval", seconds=2, id="logouts")
         if policy_refresh is not None:
             sched.add_job(policy_refresh, "interval", seconds=policy_refresh_ms / 1000,
                           id="policy")

@@ -147,3 +147,25 @@ def test_app_down_at_the_deadline_gets_its_logout_when_it_returns(make_stack, ke
     assert stack.rp_store("admin-console").count_for_sid(sid) == 0
     r = browser.go("GET", stack.url("admin-console", "/whoami"))
     assert Browser.is_login_page(r)
+
+
+def test_a_logout_at_keycloak_itself_reaches_the_worker_and_every_app(make_stack, keycloak):
+    stack = make_stack(idle_s=120, warn_s=10)
+    user, pw, uid = keycloak.new_user()
+    browser, sid = stack.login_both(user, pw)
+    wait_for(lambda: (s := stack.session(sid)) and len(s.clients) == 2, 10, "both apps known")
+    id_token = stack.rp_store("patient-portal").load(
+        browser.cookies.get("oidc_idle_patient-portal"))["oidc_idle_tokens"]["id_token"]
+    # The user signs out at Keycloak directly (RP-initiated logout, not via the plugin).
+    r = browser.go("GET", f"{keycloak.issuer}/protocol/openid-connect/logout",
+                   params={"id_token_hint": id_token})
+    assert r.status_code == 200
+    assert keycloak.sessions_of(uid) == []
+    rec = wait_for(lambda: stack.terminated_record(sid), 15, "the worker to learn of it")
+    assert rec["type"] == "user_logout" and rec["reason"] == "keycloak_logout"
+    assert rec["outcome"]["keycloak"]["result"] == "already_gone"
+    notes = wait_for(lambda: (n := stack.notifications(sid)) and
+                     all(x.state == "delivered" for x in n) and n, 10, "deliveries")
+    assert sorted(n.client_id for n in notes) == ["admin-console", "patient-portal"]
+    for client_id in APP_SECRETS:
+        assert Browser.is_login_page(browser.go("GET", stack.url(client_id, "/whoami")))

@@ -250,3 +250,33 @@ def test_a_bad_realm_policy_stops_the_worker_at_start_naming_the_attribute(tmp_p
         "OIDC_IDLE_DB": str(tmp_path / "x.db"), "OIDC_IDLE_AUDIT_LOG": str(tmp_path / "a.jsonl")})
     with pytest.raises(PolicyError, match=r"oidcIdle\.absoluteLifetime"):
         build(settings, keycloak=kc)
+
+
+def test_a_logout_at_keycloak_itself_is_audited_and_told_to_every_app(rig):
+    rig.login()
+    rig.report("app-a")
+    rig.report("app-b")
+    rig.clock.advance(5000)
+    rig.kc.sessions.pop("sid-1")  # the user logged out at Keycloak's account console
+    rig.kc.logouts.append((rig.clock.now_ms() - 1000, "sid-1"))
+    assert rig.worker.watch_logouts() == 1
+    assert rig.worker.watch_logouts() == 0, "each event once"
+    assert rig.enforcer.sweep() == 1
+    rec = next(rig.store.audit_entries()).record
+    assert rec["type"] == "user_logout" and rec["reason"] == "keycloak_logout"
+    assert rec["outcome"]["keycloak"]["result"] == "already_gone"
+    assert sorted(n.client_id for n in rig.store.notifications_for("sid-1")) == \
+        ["app-a", "app-b"]
+
+
+def test_without_the_events_role_the_worker_warns_and_goes_on(rig, caplog):
+    from oidc_idle.errors import KeycloakError
+
+    def forbidden(since):
+        raise KeycloakError("lacks view-events", keycloak_status=403)
+
+    rig.kc.logout_events = forbidden
+    with caplog.at_level("WARNING"):
+        assert rig.worker.watch_logouts() == 0
+        assert rig.worker.watch_logouts() == 0
+    assert caplog.text.count("cannot read Keycloak's logout events") == 1
