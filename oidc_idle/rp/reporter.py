@@ -102,6 +102,7 @@ class Reporter:
         self._stopped = False
         self.dropped = 0
         self.sent = 0
+        self._deferred: list[Report] = []  # events the worker asked to be sent again
         self._thread = threading.Thread(target=self._run, name="oidc-idle-reporter", daemon=True)
         self._thread.start()
 
@@ -166,7 +167,9 @@ class Reporter:
                     sent = {id(r) for r in batch}
                     while self._queue and id(self._queue[0]) in sent:
                         self._queue.popleft()
-                    self.sent += len(batch)
+                    self.sent += len(batch) - len(self._deferred)
+                    self._queue.extend(self._deferred)  # to be sent again
+                    self._deferred = []
                 self._in_flight = False
                 self._cond.notify_all()
                 if not ok and not self._stopped:
@@ -192,8 +195,13 @@ class Reporter:
             log.error("worker rejected a batch of %d: %d %s", len(batch), resp.status_code,
                       resp.text[:300])
             return True
-        for result in resp.json().get("results", []):
-            self._on_result(result, now)
+        deferred = []
+        for report, result in zip(batch, resp.json().get("results", []), strict=False):
+            if result.get("error") == "verification_deferred":
+                deferred.append(report)  # the worker checks a few new sessions per batch
+            else:
+                self._on_result(result, now)
+        self._deferred = deferred
         return True
 
 

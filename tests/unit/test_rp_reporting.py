@@ -158,3 +158,39 @@ def test_the_queue_is_bounded_and_drops_passive_reports_first():
         assert kinds == ["keypress", "scroll", "touch"]
     finally:
         r.stop()
+
+
+def test_reports_the_worker_deferred_are_sent_again():
+    from oidc_idle.clock import FakeClock
+    from oidc_idle.rp.reporter import Reporter
+
+    class Worker:
+        def __init__(self):
+            self.batches = []
+
+        def call(self, method, path, json):
+            self.batches.append([e["sid"] for e in json["events"]])
+            first = len(self.batches) == 1
+
+            class R:
+                status_code = 200
+
+                def json(self_inner):
+                    return {"results": [
+                        {"sid": e["sid"], "error": "verification_deferred"}
+                        if first and i > 0 else {"sid": e["sid"], "state": "active"}
+                        for i, e in enumerate(json["events"])]}
+            return R()
+
+    w = Worker()
+    seen = []
+    r = Reporter(w, FakeClock(), lambda res, now: seen.append(res["sid"]), lambda now: None,
+                 interval_s=0.01)
+    try:
+        for sid in ("a", "b", "c"):
+            r.report(sid, "u", "click")
+        assert r.flush(5)
+    finally:
+        r.stop()
+    assert sorted(seen) == ["a", "b", "c"]
+    assert any(b[-2:] == ["b", "c"] for b in w.batches[1:]), w.batches
