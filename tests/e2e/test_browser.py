@@ -131,3 +131,18 @@ def test_two_tabs_of_one_app_stay_in_sync(chromium, make_stack, keycloak):
     two.wait_for_url("**/signed-out**", timeout=15_000)
     assert "you signed out" in one.inner_text("main")
     ctx.close()
+
+
+def test_a_sleeping_laptop_rechecks_the_server_when_it_wakes(chromium, make_stack, keycloak):
+    stack = make_stack(idle_s=60, warn_s=10)
+    user, pw, _ = keycloak.new_user()
+    ctx = chromium.new_context()
+    page = ctx.new_page()
+    page.clock.install()  # the page's clock, which we can jump like a wake from sleep
+    sign_in(page, stack.url("patient-portal"), user, pw)
+    page.wait_for_timeout(1500)  # let the snippet take its first tick
+    # 8 s pass at once (the laptop slept): more than the snippet's 5 s jump threshold,
+    # less than its 15 s periodic poll, so only the wake detection can ask now.
+    with page.expect_request(lambda r: r.url.endswith("/oidc-idle/status"), timeout=5_000):
+        page.clock.fast_forward(8_000)
+    ctx.close()

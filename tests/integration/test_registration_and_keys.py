@@ -135,3 +135,24 @@ def test_key_rotation_keeps_tokens_in_flight_valid(make_stack, keycloak):
     late = requests.post(bcl, data={"logout_token": _token(old_key, stack.worker_url,
                                                             *sessions[1])})
     assert late.status_code == 400
+
+
+def test_rp_register_by_an_admin_without_the_role_is_a_clear_error(keycloak):
+    from keycloak import KeycloakAdmin
+
+    master = KeycloakAdmin(server_url=keycloak.base_url, username="admin", password="admin",
+                           realm_name="master", user_realm_name="master")
+    name = f"limited-{uuid.uuid4().hex[:6]}"
+    uid = master.create_user({"username": name, "enabled": True, "email": f"{name}@t.example",
+                              "emailVerified": True, "firstName": "L", "lastName": "L",
+                              "credentials": [{"type": "password", "value": "pw-limited",
+                                               "temporary": False}]})
+    try:
+        r = cli("rp", "register", "--client-id", "x-app", "--url", "http://127.0.0.1:9",
+                "--keycloak-url", keycloak.base_url, "--admin-user", name,
+                "--admin-password", "pw-limited")
+        assert r.returncode == 2, r.stdout
+        assert "403" in r.stderr and "manage-clients" in r.stderr
+        assert "Traceback" not in r.stderr
+    finally:
+        master.delete_user(uid)
