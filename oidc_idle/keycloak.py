@@ -107,14 +107,6 @@ class AdminKeycloak:
                                  clients=tuple(sorted((s.get("clients") or {}).values())))
         return None
 
-    def user_sessions(self, sub: str) -> list[KcSession]:
-        resp = self._call("GET", f"users/{quote(sub, safe='')}/sessions")
-        if resp.status_code == 404:
-            return []
-        return [KcSession(s["id"], s.get("userId", sub), int(s["start"]), int(s["lastAccess"]),
-                          tuple(sorted((s.get("clients") or {}).values())))
-                for s in self._json(resp, "list user sessions")]
-
     def delete_session(self, sid: str) -> str:
         resp = self._call("DELETE", f"sessions/{quote(sid, safe='')}")
         if resp.status_code in (200, 204):

@@ -64,10 +64,6 @@ class Metrics:
             data[-2] += 1
             data[-1] += value
 
-    def counter(self, name: str, **labels: str) -> float:
-        with self._lock:
-            return self._counters[name].get(tuple(sorted(labels.items())), 0.0)
-
     def render(self, gauges: Iterable[tuple[str, dict[str, str], float]] = ()) -> str:
         lines: list[str] = []
         seen: set[str] = set()

@@ -231,10 +231,3 @@ class RealmAdmin:
         return {"action": action, "uuid": uuid, "secret": secret,
                 "redirect_uri": redirect_uri,
                 "backchannel_url": attributes["backchannel.logout.url"]}
-
-    def user_sessions(self, username: str) -> list[dict[str, Any]]:
-        uid = self._admin.get_user_id(username)
-        return list(self._admin.get_sessions(uid)) if uid else []
-
-    def user_id(self, username: str) -> str | None:
-        return self._admin.get_user_id(username)
