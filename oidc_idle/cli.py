@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from . import devkeycloak
+from . import devkeycloak, logs
 from .config import WorkerSettings, parse_duration_ms
 from .errors import OidcIdleError
 
@@ -33,13 +32,6 @@ def realm_files(directory: str | None) -> list[Path]:
     if not files:
         raise OidcIdleError(f"no realm export (*.json) in {d}; pass --realm-dir")
     return files
-
-
-def _logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -281,7 +273,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    _logging(args.log_level)
+    logs.configure(args.log_level)
     handlers = {"serve": cmd_serve, "demo": cmd_demo, "keycloak": cmd_keycloak,
                 "realm": cmd_realm_apply, "audit": cmd_audit, "keys": cmd_keys, "rp": cmd_rp,
                 "session": cmd_session}

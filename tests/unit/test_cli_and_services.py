@@ -111,3 +111,15 @@ def test_audit_export_filters_by_time_and_writes_csv(tmp_path):
     assert [row["sid"] for row in rows] == ["s1", "s2"] and rows[0]["clients"] == "a b"
     bad = run_cli("audit", "export", "--db", str(db), "--since", "last tuesday")
     assert bad.returncode == 2 and "--since" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_json_logs_are_one_object_per_line():
+    import logging
+
+    from oidc_idle.logs import JsonFormatter
+
+    rec = logging.LogRecord("oidc_idle.x", logging.WARNING, __file__, 1, "sid=%s ended",
+                            ("abc",), None)
+    doc = json.loads(JsonFormatter().format(rec))
+    assert doc["level"] == "WARNING" and doc["message"] == "sid=abc ended"
+    assert doc["logger"] == "oidc_idle.x" and doc["time"].endswith("Z")
