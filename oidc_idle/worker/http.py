@@ -14,6 +14,7 @@ from werkzeug.exceptions import HTTPException
 
 from ..errors import InvalidInput, KeycloakError, OidcIdleError, StoreError
 from .auth import BearerAuth
+from .openapi import DOCUMENT
 from .service import Worker
 
 log = logging.getLogger("oidc_idle.worker.http")
@@ -101,6 +102,10 @@ def create_app(worker: Worker, auth: BearerAuth) -> Flask:
         resp = jsonify(worker.keys.jwks())
         resp.headers["Cache-Control"] = "public, max-age=60"
         return resp
+
+    @app.get("/openapi.json")
+    def openapi() -> Response:
+        return jsonify(DOCUMENT)
 
     @app.get("/metrics")
     def metrics() -> Response:

@@ -63,3 +63,15 @@ def test_one_batch_cannot_flood_keycloak_with_lookups(api, rig):
     results = post(api, json.dumps({"events": events})).json["results"]
     assert rig.kc.lookups == 50
     assert sum(r["error"] == "verification_deferred" for r in results) == 150
+
+
+def test_the_openapi_document_describes_every_route(api, rig):
+    doc = api.get("/openapi.json").json
+    app = create_app(rig.worker, StubAuth())
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        path = rule.rule.replace("<sid>", "{sid}")
+        assert path in doc["paths"], path
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            assert method.lower() in doc["paths"][path], (path, method)
