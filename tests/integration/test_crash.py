@@ -28,15 +28,21 @@ def _terminations(stack):
         store.close()
 
 
-def test_sigkill_mid_sweep_loses_nothing_and_duplicates_nothing(make_stack, keycloak):
-    stack = make_stack(idle_s=5, warn_s=1, OIDC_IDLE_TERMINATE_PARALLELISM="1",
-                       OIDC_IDLE_LEASE="3s")
+def _portal_sessions(stack, keycloak, n):
+    """``n`` new users, each logged in to the portal: [(user id, sid)]."""
     users = []
-    for _ in range(16):
+    for _ in range(n):
         name, pw, uid = keycloak.new_user()
         b = Browser()
         r = b.login_form(b.go("GET", stack.url("patient-portal", "/whoami")), name, pw)
         users.append((uid, r.json()["sid"]))
+    return users
+
+
+def test_sigkill_mid_sweep_loses_nothing_and_duplicates_nothing(make_stack, keycloak):
+    stack = make_stack(idle_s=5, warn_s=1, OIDC_IDLE_TERMINATE_PARALLELISM="1",
+                       OIDC_IDLE_LEASE="3s")
+    users = _portal_sessions(stack, keycloak, 16)
     sids = {sid for _, sid in users}
     wait_for(lambda: all(stack.session(s) for s in sids), 10, "the worker to track all")
     # Pause the worker until every deadline has passed, so one sweep claims them all.
@@ -109,12 +115,7 @@ def test_two_replicas_sharing_the_store_terminate_each_session_once(make_stack, 
                   "OIDC_IDLE_BIND": f"127.0.0.1:{free_port()}"}
     second = start_worker(second_env, stack.run_dir / "worker-2.log")
     try:
-        users = []
-        for _ in range(12):
-            name, pw, uid = keycloak.new_user()
-            b = Browser()
-            r = b.login_form(b.go("GET", stack.url("patient-portal", "/whoami")), name, pw)
-            users.append((uid, r.json()["sid"]))
+        users = _portal_sessions(stack, keycloak, 12)
         sids = {sid for _, sid in users}
         wait_for(lambda: len(_terminations(stack)) >= len(sids), 40, "every termination")
         records = _terminations(stack)
