@@ -85,7 +85,9 @@ class Enforcer:
         that falls due during a long sweep to one claim, not one sweep interval."""
         ended_apps = self._store.end_due_app_clocks(self._clock.now_ms(), limit,
                                                     self._app_termination, self._ttl)
-        if ended_apps:
+        if ended_apps:  # counted only once the transaction holding them committed
+            self._metrics.inc("oidc_idle_terminations_total", ended_apps,
+                              reason="app_idle_timeout")
             self._on_audit()
         finished, chunk = 0, self._parallelism * 4
         for _ in range(max(1, limit // chunk)):
@@ -99,19 +101,16 @@ class Enforcer:
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def _app_termination(self, clock: AppClock, session: SessionRecord
+    def _app_termination(self, clock: AppClock, session: SessionRecord, now: int
                          ) -> tuple[dict[str, Any], NewNotification | None]:
         """The audit record and the one logout of an app whose own, stricter idle
-        timeout ran out; the SSO session and the other apps go on."""
-        now = self._clock.now_ms()
+        timeout ran out; the SSO session and the other apps go on. Runs inside the
+        store's transaction: builds, has no side effects."""
         policy = self._policy()
         client = self._store.get_client(clock.client_id)
         note = (NewNotification(clock.client_id, client.backchannel_url)
                 if client is not None and client.backchannel_url else None)
         app_idle = client.idle_timeout_ms if client is not None else None
-        self._metrics.inc("oidc_idle_terminations_total", reason="app_idle_timeout")
-        log.info("ended app %s in sid=%s (its own idle timeout); the SSO session goes on",
-                 clock.client_id, clock.sid)
         return self._record(
             event="session.app_terminated", reason="app_idle_timeout", deadline=clock.deadline,
             now=now, last_activity_at=clock.last_activity_at, session=session,

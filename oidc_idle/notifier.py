@@ -60,9 +60,8 @@ class Notifier:
         self._rng = random.Random()
         self._parallelism = parallelism
         self._pool = ThreadPoolExecutor(parallelism, thread_name_prefix="oidc-idle-deliver")
-        self._busy = threading.Semaphore(parallelism)
         self._wake = threading.Event()
-        self._inflight = 0
+        self._inflight = 0  # attempts claimed and not finished; at most `parallelism`
         self._idle = threading.Condition()
 
     def wait_idle(self, timeout_s: float = 10.0) -> bool:
@@ -93,20 +92,26 @@ class Notifier:
 
     def deliver_due(self) -> int:
         """Start attempts for due notifications; never waits for slow apps."""
-        free = 0
-        while free < self._parallelism and self._busy.acquire(blocking=False):
-            free += 1
-        if not free:
-            return 0
-        lease = self._timeout * 2 + 1000  # no one else picks it up while this attempt runs
-        due = self._store.claim_notifications(self._clock.now_ms(), lease, free)
-        for _ in range(free - len(due)):
-            self._busy.release()
+        with self._idle:  # reserve the free slots
+            free = self._parallelism - self._inflight
+            if free <= 0:
+                return 0
+            self._inflight += free
+        due: list[Notification] = []
+        try:
+            lease = self._timeout * 2 + 1000  # no one else takes it while this attempt runs
+            due = self._store.claim_notifications(self._clock.now_ms(), lease, free)
+        finally:  # give back what was not used, also when the store failed
+            self._finished(free - len(due))
         for n in due:
-            with self._idle:
-                self._inflight += 1
             self._pool.submit(self._attempt_guarded, n)
         return len(due)
+
+    def _finished(self, slots: int) -> None:
+        if slots:
+            with self._idle:
+                self._inflight -= slots
+                self._idle.notify_all()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -118,10 +123,7 @@ class Notifier:
             log.exception("delivery attempt %d to %s for sid=%s crashed; its lease will expire",
                           n.attempts, n.client_id, n.sid)
         finally:
-            self._busy.release()
-            with self._idle:
-                self._inflight -= 1
-                self._idle.notify_all()
+            self._finished(1)
             self._wake.set()
 
     def _audit(self, n: Notification, outcome: str, status: int | None, error: str | None,

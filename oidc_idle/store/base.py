@@ -173,7 +173,8 @@ class SessionStore(abc.ABC):
     @abc.abstractmethod
     def end_due_app_clocks(
         self, now: int, limit: int,
-        build: Callable[[AppClock, SessionRecord], tuple[dict[str, Any], NewNotification | None]],
+        build: Callable[[AppClock, SessionRecord, int],
+                        tuple[dict[str, Any], NewNotification | None]],
         notification_ttl_ms: int,
     ) -> int:
         """End every due app clock of a live session, each with its audit record and

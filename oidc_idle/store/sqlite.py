@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from typing import Any
 
 from .. import audit as audit_mod
@@ -103,6 +105,7 @@ _NOTIF_COLS = (
     "state, last_status, last_error, delivered_at, history"
 )
 MAX_HISTORY = 50
+log = logging.getLogger("oidc_idle.store")
 
 
 def _notification(row: tuple[Any, ...]) -> Notification:
@@ -188,10 +191,8 @@ class SQLiteStore(SessionStore):
                     "attempts = attempts + 1 WHERE sid = ?",
                     (TERMINATING, owner, now + lease_ms, rec.sid),
                 )
-                claimed.append(SessionRecord(**{
-                    **rec.__dict__, "state": TERMINATING, "lease_owner": owner,
-                    "lease_until": now + lease_ms, "attempts": rec.attempts + 1,
-                }))
+                claimed.append(replace(rec, state=TERMINATING, lease_owner=owner,
+                                       lease_until=now + lease_ms, attempts=rec.attempts + 1))
             return claimed
 
     def reapply_policy(self, idle_timeout_ms: int, absolute_lifetime_ms: int, now: int) -> int:
@@ -283,7 +284,8 @@ class SQLiteStore(SessionStore):
 
     def end_due_app_clocks(
         self, now: int, limit: int,
-        build: Callable[[AppClock, SessionRecord], tuple[dict[str, Any], NewNotification | None]],
+        build: Callable[[AppClock, SessionRecord, int],
+                        tuple[dict[str, Any], NewNotification | None]],
         notification_ttl_ms: int,
     ) -> int:
         with self._db.tx() as db:
@@ -291,7 +293,7 @@ class SQLiteStore(SessionStore):
                 "SELECT sid, client_id, last_activity_at, deadline, state, ended_at FROM "
                 "app_clocks WHERE state = ? AND deadline <= ? ORDER BY deadline LIMIT ?",
                 (ACTIVE, now, limit)).fetchall()
-            ended = 0
+            ended: list[AppClock] = []
             for row in rows:
                 clock = AppClock(*row)
                 srow = db.execute(f"SELECT {_SESSION_COLS} FROM sessions WHERE sid = ?",
@@ -301,7 +303,7 @@ class SQLiteStore(SessionStore):
                 session = _session(srow) if srow else None
                 if session is None or session.state != ACTIVE or session.deadline <= now:
                     continue  # the whole session ends instead, with its own record
-                audit, note = build(clock, session)
+                audit, note = build(clock, session, now)
                 if note is not None:
                     db.execute(
                         "INSERT INTO outbox (sid, sub, client_id, url, created_at, expires_at, "
@@ -309,8 +311,11 @@ class SQLiteStore(SessionStore):
                         (clock.sid, session.sub, note.client_id, note.url, now,
                          now + notification_ttl_ms, now))
                 self._append_audit(db, audit)
-                ended += 1
-            return ended
+                ended.append(clock)
+        for clock in ended:  # after the commit: only what really happened is logged
+            log.info("ended app %s in sid=%s (its own idle timeout); the SSO session goes on",
+                     clock.client_id, clock.sid)
+        return len(ended)
 
     # -- outbox -----------------------------------------------------------
     def claim_notifications(self, now: int, lease_ms: int, limit: int) -> list[Notification]:
@@ -328,7 +333,7 @@ class SQLiteStore(SessionStore):
                     (now + lease_ms, row[0]),
                 )
                 n = _notification(row)
-                out.append(Notification(**{**n.__dict__, "attempts": n.attempts + 1}))
+                out.append(replace(n, attempts=n.attempts + 1))
             return out
 
     def notification_delivered(self, nid: int, now: int, status: int,

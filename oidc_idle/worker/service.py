@@ -27,7 +27,7 @@ from ..keys import SigningKeys
 from ..metrics import Metrics
 from ..notifier import Notifier
 from ..policy import Policy
-from ..store.base import ACTIVE, SessionRecord, SessionStore
+from ..store.base import ACTIVE, AppClock, SessionRecord, SessionStore
 
 log = logging.getLogger("oidc_idle.worker")
 
@@ -129,18 +129,23 @@ class Worker:
                                                now)):
             session = replace(session, last_activity_at=move.last_activity_at,
                               deadline=move.deadline)
-        app, app_idle = None, self.app_idle_ms(client_id, policy)
-        if app_idle is not None:
-            app = self.store.get_app_clock(ev.sid, client_id)
-            if (move.counts or app is None) and tracker.effective_state(session, now) == ACTIVE:
-                deadline = min(ev.at + app_idle,
-                               session.started_at + policy.absolute_lifetime_ms)
-                app = self.store.touch_app_clock(ev.sid, client_id, ev.at, deadline, now,
-                                                 fresh_auth_at=ev.auth_time)
+        alive = tracker.effective_state(session, now) == ACTIVE
+        app, app_idle = self._app_clock(client_id, ev.sid, policy)
+        if app_idle is not None and (move.counts or app is None) and alive:
+            deadline = min(ev.at + app_idle, session.started_at + policy.absolute_lifetime_ms)
+            app = self.store.touch_app_clock(ev.sid, client_id, ev.at, deadline, now,
+                                             fresh_auth_at=ev.auth_time)
         view = tracker.view(session, policy, self.clock.now_ms(), app, app_idle)
         # "counted": a kind that counts, reported while the session was alive.
-        return {**view, "counted": move.counts and tracker.effective_state(session, now)
-                == ACTIVE}
+        return {**view, "counted": move.counts and alive}
+
+    def _app_clock(self, client_id: str, sid: str,
+                   policy: Policy) -> tuple[AppClock | None, int | None]:
+        """The app's own clock in this session and its idle timeout, if it has one."""
+        app_idle = self.app_idle_ms(client_id, policy)
+        if app_idle is None:
+            return None, None
+        return self.store.get_app_clock(sid, client_id), app_idle
 
     def app_idle_ms(self, client_id: str, policy: Policy) -> int | None:
         """The app's own idle timeout, if it has a stricter one than the realm's
@@ -208,8 +213,7 @@ class Worker:
         if session is None or client_id not in session.clients:
             raise NotFound(f"no session {sid} visible to client {client_id}")
         policy = self.policy()
-        app_idle = self.app_idle_ms(client_id, policy)
-        app = self.store.get_app_clock(sid, client_id) if app_idle is not None else None
+        app, app_idle = self._app_clock(client_id, sid, policy)
         return tracker.view(session, policy, self.clock.now_ms(), app, app_idle)
 
     def logout(self, client_id: str, sid: str) -> dict[str, Any]:
@@ -219,8 +223,7 @@ class Worker:
             raise NotFound(f"no session {sid} visible to client {client_id}")
         session = self.store.request_termination(sid, "user_logout", self.clock.now_ms())
         assert session is not None
-        if self._scheduler is not None:  # sweep now rather than at the next tick
-            self._scheduler.modify_job("sweep", next_run_time=_now_dt())
+        self._sweep_soon()
         return tracker.view(session, self.policy(), self.clock.now_ms())
 
     def render_metrics(self) -> str:
@@ -253,11 +256,16 @@ class Worker:
                 log.info("sid=%s was logged out at Keycloak at %s", sid, iso_ms(at))
                 ended += 1
             self._logout_cursor = max(self._logout_cursor, at)
-        if ended and self._scheduler is not None:
-            self._scheduler.modify_job("sweep", next_run_time=_now_dt())
+        if ended:
+            self._sweep_soon()
         return ended
 
     # -- background -------------------------------------------------------
+    def _sweep_soon(self) -> None:
+        """Sweep now rather than at the next tick (a logout is due at once)."""
+        if self._scheduler is not None:
+            self._scheduler.modify_job("sweep", next_run_time=_now_dt())
+
     def sync_audit(self) -> None:
         if self.sink is not None:
             self.sink.sync()

@@ -280,3 +280,24 @@ def test_without_the_events_role_the_worker_warns_and_goes_on(rig, caplog):
         assert rig.worker.watch_logouts() == 0
         assert rig.worker.watch_logouts() == 0
     assert caplog.text.count("cannot read Keycloak's logout events") == 1
+
+
+def test_a_store_failure_while_claiming_does_not_use_up_delivery_slots(rig, monkeypatch):
+    import pytest
+
+    from oidc_idle.errors import StoreError
+
+    _due(rig)
+    rig.enforcer.sweep()
+    real = rig.store.claim_notifications
+
+    def broken(*a, **k):
+        raise StoreError("database is locked")
+
+    monkeypatch.setattr(rig.store, "claim_notifications", broken)
+    for _ in range(3):  # more failures than there are slots
+        with pytest.raises(StoreError):
+            rig.notifier.deliver_due()
+    monkeypatch.setattr(rig.store, "claim_notifications", real)
+    assert rig.notifier.deliver_due() == 2, "every slot is free again"
+    assert rig.notifier.wait_idle(10)
