@@ -39,14 +39,14 @@ class OidcIdleError(Exception):
 
     def to_problem(self) -> dict[str, Any]:
         """An RFC 9457 problem document for this error."""
-        doc: dict[str, Any] = {
-            "type": f"urn:oidc-idle:error:{self.error}",
-            "title": self.error.replace("_", " "),
-            "status": self.status,
-            "detail": self.description,
-        }
-        doc.update({k: v for k, v in self.detail.items() if _jsonable(v)})
-        return doc
+        return problem_doc(self.status, self.error, self.description,
+                           **{k: v for k, v in self.detail.items() if _jsonable(v)})
+
+
+def problem_doc(status: int, error: str, detail: str, **extra: Any) -> dict[str, Any]:
+    """An RFC 9457 problem document: ``type``, ``title``, ``status``, ``detail``."""
+    return {"type": f"urn:oidc-idle:error:{error}", "title": error.replace("_", " "),
+            "status": status, "detail": detail, **extra}
 
 
 def _jsonable(value: Any) -> bool:

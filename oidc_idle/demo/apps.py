@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, url_for
 
+from ..clock import iso_ms
 from ..rp import OidcIdle
 
 APPS: dict[str, dict[str, Any]] = {
@@ -63,8 +64,6 @@ def create_demo_app(client_id: str, *, issuer: str, worker_url: str, session_db:
         user = idle.user() or {}
         st = app.extensions["oidc_idle"]
         dl = st.store.deadline(user.get("sid", ""))
-        from ..clock import iso_ms
-
         body = PAGE.format(
             title=html.escape(meta["title"]), color=meta["color"],
             user=html.escape(str(user.get("name"))), sid=html.escape(str(user.get("sid"))),

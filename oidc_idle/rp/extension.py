@@ -15,6 +15,7 @@ passive kinds, which never reset the clock (NIST SP 800-63B §7.2).
 from __future__ import annotations
 
 import logging
+import os
 from functools import partial
 from typing import Any
 from urllib.parse import urlencode, urlparse
@@ -77,7 +78,7 @@ class _State:
         self.token = ServiceToken(self._token_url, settings.client_id, settings.client_secret,
                                   self.http, timeout)
         self.worker = WorkerClient(settings.worker_url, self.token, self.http, timeout)
-        self.reporter = Reporter(self.worker, clock, self.on_result, self.on_contact,
+        self.reporter = Reporter(self.worker, clock, self.on_result,
                                  max_queue=settings.report_queue_max,
                                  interval_s=settings.report_interval_ms / 1000)
         self.trusted = {
@@ -103,9 +104,6 @@ class _State:
         return str(self.oidc.load_server_metadata()["token_endpoint"])
 
     # -- answers from the worker ------------------------------------------
-    def on_contact(self, now: int) -> None:
-        self.store.set_meta("worker_contact", str(now))
-
     def on_result(self, result: dict[str, Any], now: int) -> None:
         sid = result.get("sid")
         if not isinstance(sid, str):
@@ -118,7 +116,7 @@ class _State:
         if dl is None:
             return
         idle_s = result.get("idle_timeout_s")
-        if isinstance(idle_s, int | float) and idle_s > 0 and idle_s * 1000 != self.idle_ms:
+        if isinstance(idle_s, int | float) and idle_s > 0:
             self.idle_ms = int(idle_s * 1000)
         state = str(result.get("state", "active"))
         if state == "active" and result.get("app_state") == "ended":
@@ -153,7 +151,6 @@ class _State:
             return None
         if resp.status_code not in (200, 404):
             return None
-        self.on_contact(self.clock.now_ms())
         return dict(resp.json()) if resp.status_code == 200 else {}
 
 
@@ -172,8 +169,6 @@ class OidcIdle:
     def init_app(self, app: Flask) -> None:
         settings = RpSettings.from_config(app.config, app.instance_path)
         if "OIDC_IDLE_SESSION_DB" not in app.config:
-            import os
-
             os.makedirs(app.instance_path, exist_ok=True)
         state = _State(app, settings, self._clock)
         app.extensions[EXT_KEY] = state

@@ -88,12 +88,11 @@ class WorkerClient:
 class Reporter:
     def __init__(self, client: WorkerClient, clock: Clock,
                  on_result: Callable[[dict[str, Any], int], None],
-                 on_contact: Callable[[int], None], *, max_queue: int = 10_000,
+                 *, max_queue: int = 10_000,
                  batch_size: int = 100, interval_s: float = 0.2) -> None:
         self._client = client
         self._clock = clock
         self._on_result = on_result
-        self._on_contact = on_contact
         self._queue: deque[Report] = deque()
         self._max = max_queue
         self._batch = batch_size
@@ -189,7 +188,6 @@ class Reporter:
             log.warning("worker answered %d; %d events kept", resp.status_code, len(batch))
             return False
         now = self._clock.now_ms()
-        self._on_contact(now)
         if resp.status_code != 200:
             # A 4xx is our fault and will not get better by retrying: log and drop.
             log.error("worker rejected a batch of %d: %d %s", len(batch), resp.status_code,

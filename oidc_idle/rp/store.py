@@ -7,9 +7,9 @@ store all the app's processes share, and the cookie holds only a random id
 a session is deleting its row; a request that loaded it just before cannot
 write it back (``save`` updates only rows that still exist).
 
-The same store caches each SSO session's deadline as the worker last said it,
-remembers logout-token ``jti`` values (BCL 1.0 §2.6 step 7, replay), and
-records the last successful contact with the worker.
+The same store caches each SSO session's deadline as the worker last said it
+(with when it said so: news older than the idle timeout is re-checked), and
+remembers logout-token ``jti`` values (BCL 1.0 §2.6 step 7, replay).
 """
 
 from __future__ import annotations
@@ -47,7 +47,6 @@ CREATE TABLE IF NOT EXISTS rp_jti (
     exp INTEGER NOT NULL,
     PRIMARY KEY (iss, jti)
 );
-CREATE TABLE IF NOT EXISTS rp_meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
 """
 
 
@@ -152,13 +151,3 @@ class RpStore:
             cur = db.execute("INSERT OR IGNORE INTO rp_jti (iss, jti, exp) VALUES (?,?,?)",
                              (iss, jti, exp))
             return cur.rowcount == 0
-
-    # -- worker contact ---------------------------------------------------
-    def set_meta(self, key: str, value: str) -> None:
-        with self._db.tx() as db:
-            db.execute("INSERT INTO rp_meta (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET "
-                       "v = excluded.v", (key, value))
-
-    def meta(self, key: str) -> str | None:
-        row = self._db.conn().execute("SELECT v FROM rp_meta WHERE k = ?", (key,)).fetchone()
-        return row[0] if row else None

@@ -12,7 +12,7 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from ..errors import InvalidInput, KeycloakError, OidcIdleError, StoreError
+from ..errors import InvalidInput, KeycloakError, OidcIdleError, StoreError, problem_doc
 from .auth import BearerAuth
 from .openapi import DOCUMENT
 from .service import Worker
@@ -22,11 +22,9 @@ log = logging.getLogger("oidc_idle.worker.http")
 MAX_BODY = 1 << 20
 
 
-def problem(status: int, error: str, detail: str, **extra: Any) -> Response:
-    body = {"type": f"urn:oidc-idle:error:{error}", "title": error.replace("_", " "),
-            "status": status, "detail": detail, **extra}
-    resp = jsonify(body)
-    resp.status_code = status
+def problem(doc: dict[str, Any]) -> Response:
+    resp = jsonify(doc)
+    resp.status_code = doc["status"]
     resp.mimetype = "application/problem+json"
     resp.headers["Cache-Control"] = "no-store"
     return resp
@@ -39,20 +37,18 @@ def create_app(worker: Worker, auth: BearerAuth) -> Flask:
 
     @app.errorhandler(OidcIdleError)
     def _oidc_idle_error(exc: OidcIdleError) -> Response:
-        return problem(exc.status, exc.error, exc.description,
-                       **{k: v for k, v in exc.to_problem().items()
-                          if k not in ("type", "title", "status", "detail")})
+        return problem(exc.to_problem())
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
         code = exc.code or 500
-        return problem(code, (exc.name or "error").lower().replace(" ", "_"),
-                       exc.description or exc.name or "error")
+        return problem(problem_doc(code, (exc.name or "error").lower().replace(" ", "_"),
+                                   exc.description or exc.name or "error"))
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return problem(500, "internal_error", "the worker failed; see its log")
+        return problem(problem_doc(500, "internal_error", "the worker failed; see its log"))
 
     def caller() -> str:
         return auth.client_id(request.headers.get("Authorization"))

@@ -145,7 +145,7 @@ def test_the_queue_is_bounded_and_drops_passive_reports_first():
         def call(self, *a, **k):
             raise OSError("down")
 
-    r = Reporter(NeverUp(), FakeClock(), lambda *a: None, lambda *a: None,  # type: ignore[arg-type]
+    r = Reporter(NeverUp(), FakeClock(), lambda *a: None,  # type: ignore[arg-type]
                  max_queue=3, interval_s=60)
     try:
         r.report("s", "u", "click")
@@ -184,7 +184,7 @@ def test_reports_the_worker_deferred_are_sent_again():
 
     w = Worker()
     seen = []
-    r = Reporter(w, FakeClock(), lambda res, now: seen.append(res["sid"]), lambda now: None,
+    r = Reporter(w, FakeClock(), lambda res, now: seen.append(res["sid"]),
                  interval_s=0.01)
     try:
         for sid in ("a", "b", "c"):
