@@ -8,8 +8,10 @@ import os
 import socket
 import statistics
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -18,7 +20,10 @@ sys.path.insert(0, str(ROOT))
 
 from oidc_idle import devkeycloak  # noqa: E402
 from oidc_idle.cli import realm_files  # noqa: E402
+from oidc_idle.demo.stack import Proc, start_worker, worker_env  # noqa: E402
+from oidc_idle.policy import Policy  # noqa: E402
 from oidc_idle.realm import RealmAdmin  # noqa: E402
+from oidc_idle.store.sqlite import SQLiteStore  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 
@@ -70,3 +75,35 @@ def write(name: str, data: dict) -> Path:
             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **data}
     path.write_text(json.dumps(data, indent=2))
     return path
+
+
+def seed(store: SQLiteStore, n: int, deadline_of: Callable[[int], int],
+         clients: tuple[str, ...], sub_of: Callable[[int], str] = lambda i: f"user-{i}"
+         ) -> dict[str, int]:
+    """``n`` tracked sessions written straight into a worker store: sid -> deadline."""
+    deadlines = {f"bench-{uuid.uuid4().hex}": deadline_of(i) for i in range(n)}
+    rows = [(sid, sub_of(i), d - 600_000, d - 600_000, d, "active", json.dumps(list(clients)))
+            for i, (sid, d) in enumerate(deadlines.items())]
+    db = store._db.conn()
+    db.execute("BEGIN IMMEDIATE")
+    db.executemany("INSERT INTO sessions (sid, sub, started_at, last_activity_at, deadline, "
+                   "state, clients) VALUES (?,?,?,?,?,?,?)", rows)
+    db.execute("COMMIT")
+    return deadlines
+
+
+def seeded_worker(kc_url: str, admin: RealmAdmin, name: str, policy: Policy, n: int,
+                  deadline_of: Callable[[int], int], clients: tuple[str, ...],
+                  sub_of: Callable[[int], str] = lambda i: f"user-{i}",
+                  ) -> tuple[Path, dict[str, int], Proc, int]:
+    """A worker served as `oidc-idle serve` serves it, over a store seeded with ``n``
+    sessions, under ``policy`` written into the realm: (run dir, deadlines, process, port)."""
+    admin.apply_policy(policy)
+    run = Path(tempfile.mkdtemp(prefix=f"oidc-idle-bench-{name}-"))
+    store = SQLiteStore(run / "worker.db")
+    deadlines = seed(store, n, deadline_of, clients, sub_of)
+    store.close()
+    port = free_port()
+    worker = start_worker(worker_env(keycloak_url=kc_url, realm="demo", port=port, run_dir=run,
+                                     OIDC_IDLE_LOG_LEVEL="WARNING"), run / "worker.log")
+    return run, deadlines, worker, port

@@ -15,19 +15,13 @@ from __future__ import annotations
 import argparse
 import threading
 import time
-import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from tempfile import mkdtemp
 from urllib.parse import parse_qs
 
-from common import free_port, keycloak, summary, write
+from common import free_port, keycloak, seeded_worker, summary, write
 
-from oidc_idle.demo.stack import start_worker, worker_env
 from oidc_idle.jose import unverified
 from oidc_idle.policy import Policy
-from oidc_idle.store.base import SessionRecord
-from oidc_idle.store.sqlite import SQLiteStore
 
 
 class Receiver:
@@ -77,29 +71,18 @@ def main() -> None:
     ap.add_argument("--window", type=float, default=60.0, help="deadlines spread over (s)")
     ap.add_argument("--flap", type=float, default=30.0, help="one app answers 500 this long")
     a = ap.parse_args()
-    run = Path(mkdtemp(prefix="oidc-idle-bench-delivery-"))
     with keycloak() as (kc_url, admin):
-        admin.apply_policy(Policy(idle_timeout_ms=600_000, warning_lead_ms=60_000,
-                                  absolute_lifetime_ms=3_600_000))
         start = time.time() + 15  # time to start the worker first
         apps = [Receiver(f"bench-app-{i}", fail_until=start + a.flap if i == 0 else 0)
                 for i in range(a.apps)]
         for app in apps:
             admin.register_client(app.name, app.url)
-        store = SQLiteStore(run / "worker.db")
-        deadlines: dict[str, int] = {}
-        for i in range(a.sessions):
-            sid = f"bench-{uuid.uuid4().hex}"
-            deadline = int((start + a.window * i / a.sessions) * 1000)
-            deadlines[sid] = deadline
-            store.create_session(SessionRecord(sid, f"user-{i}", deadline - 600_000,
-                                               deadline - 600_000, deadline,
-                                               clients=tuple(x.name for x in apps)))
-        store.close()
-        wport = free_port()
-        worker = start_worker(worker_env(keycloak_url=kc_url, realm="demo", port=wport,
-                                         run_dir=run, OIDC_IDLE_LOG_LEVEL="WARNING"),
-                              run / "worker.log")
+        _, deadlines, worker, _ = seeded_worker(
+            kc_url, admin, "delivery",
+            Policy(idle_timeout_ms=600_000, warning_lead_ms=60_000,
+                   absolute_lifetime_ms=3_600_000),
+            a.sessions, lambda i: int((start + a.window * i / a.sessions) * 1000),
+            tuple(x.name for x in apps))
         try:
             end = start + a.window + a.flap + 120
             total = a.sessions * a.apps

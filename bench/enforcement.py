@@ -22,30 +22,13 @@ import uuid
 from pathlib import Path
 
 import requests
-from common import free_port, keycloak, summary, write
+from common import keycloak, seed, seeded_worker, summary, write
 
-from oidc_idle.demo.stack import start_worker, worker_env
 from oidc_idle.policy import Policy
 from oidc_idle.store.sqlite import SQLiteStore
 
 PORTAL = ("patient-portal", "patient-portal-demo-secret")
-
-
-def _seed(store: SQLiteStore, n: int, deadline_of, clients: tuple[str, ...]) -> list[str]:
-    sids = []
-    rows = []
-    for i in range(n):
-        sid = f"bench-{uuid.uuid4().hex}"
-        d = deadline_of(i)
-        rows.append((sid, f"user-{i}", d - 600_000, d - 600_000, d, "active",
-                     str(list(clients)).replace("'", '"')))
-        sids.append(sid)
-    db = store._db.conn()
-    db.execute("BEGIN IMMEDIATE")
-    db.executemany("INSERT INTO sessions (sid, sub, started_at, last_activity_at, deadline, "
-                   "state, clients) VALUES (?,?,?,?,?,?,?)", rows)
-    db.execute("COMMIT")
-    return sids
+POLICY = Policy(idle_timeout_ms=900_000, warning_lead_ms=120_000, absolute_lifetime_ms=43_200_000)
 
 
 # -- (a) ingestion --------------------------------------------------------------
@@ -87,18 +70,12 @@ def _refresh(args: tuple[str, str, str, str, float]) -> int:
 
 
 def bench_ingest(kc_url: str, admin, seconds: float, procs: int) -> dict:
-    admin.apply_policy(Policy(idle_timeout_ms=900_000, warning_lead_ms=120_000,
-                              absolute_lifetime_ms=43_200_000))
-    run = Path(tempfile.mkdtemp(prefix="oidc-idle-bench-ingest-"))
-    store = SQLiteStore(run / "worker.db")
     far = int(time.time() * 1000) + 3_600_000
-    sids = _seed(store, 1000, lambda i: far, (PORTAL[0],))
-    # One user for all: the events name sub "user-0"; make the rows agree.
-    store._db.conn().execute("UPDATE sessions SET sub = 'user-0'")
-    store.close()
-    port = free_port()
-    worker = start_worker(worker_env(keycloak_url=kc_url, realm="demo", port=port, run_dir=run,
-                                     OIDC_IDLE_LOG_LEVEL="WARNING"), run / "worker.log")
+    # One user for all sessions: the load names sub "user-0".
+    _, deadlines, worker, port = seeded_worker(
+        kc_url, admin, "ingest", POLICY, 1000, lambda i: far, (PORTAL[0],),
+        sub_of=lambda i: "user-0")
+    sids = list(deadlines)
     token_url = f"{kc_url}/realms/demo/protocol/openid-connect/token"
     token = requests.post(token_url, data={"grant_type": "client_credentials",
                                            "client_id": PORTAL[0],
@@ -148,16 +125,10 @@ def bench_ingest(kc_url: str, admin, seconds: float, procs: int) -> dict:
 # -- (b) enforcement lag ------------------------------------------------------------
 
 def bench_lag(kc_url: str, admin, sessions: int, window_s: float) -> dict:
-    admin.apply_policy(Policy(idle_timeout_ms=900_000, warning_lead_ms=120_000,
-                              absolute_lifetime_ms=43_200_000))
-    run = Path(tempfile.mkdtemp(prefix="oidc-idle-bench-lag-"))
-    store = SQLiteStore(run / "worker.db")
     start = int(time.time() * 1000) + 20_000
-    _seed(store, sessions, lambda i: start + int(window_s * 1000 * i / sessions), ())
-    store.close()
-    port = free_port()
-    worker = start_worker(worker_env(keycloak_url=kc_url, realm="demo", port=port, run_dir=run,
-                                     OIDC_IDLE_LOG_LEVEL="WARNING"), run / "worker.log")
+    run, _, worker, _ = seeded_worker(
+        kc_url, admin, "lag", POLICY, sessions,
+        lambda i: start + int(window_s * 1000 * i / sessions), ())
     try:
         end = time.time() + 20 + window_s + 120
         while time.time() < end:
@@ -192,7 +163,7 @@ def bench_sweep(totals: list[int], due: int) -> dict:
         store = SQLiteStore(run / "worker.db")
         t0 = time.monotonic()
         # `due` sessions past their deadline, the rest spread over the next hour.
-        _seed(store, total, deadline_of, ("app",))
+        seed(store, total, deadline_of, ("app",))
         seed_s = time.monotonic() - t0
         db = store._db.conn()
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
