@@ -221,14 +221,17 @@ class Stack:
         assert r.json()["sid"] == sid_a
         return b, sid_a
 
-    def terminated_record(self, sid: str) -> dict[str, Any] | None:
+    def audit(self, event: str | None = None) -> list[dict[str, Any]]:
+        """The worker's audit records, in order; only those of ``event`` if given."""
         store = self.store()
         try:
-            recs = [e.record for e in store.audit_entries()
-                    if e.record.get("event") == "session.terminated"
-                    and e.record["identity"]["sid"] == sid]
+            return [e.record for e in store.audit_entries()
+                    if event is None or e.record.get("event") == event]
         finally:
             store.close()
+
+    def terminated_record(self, sid: str) -> dict[str, Any] | None:
+        recs = [r for r in self.audit("session.terminated") if r["identity"]["sid"] == sid]
         return recs[0] if recs else None
 
     def session(self, sid: str) -> Any:

@@ -19,15 +19,6 @@ from stack import free_port, wait_for
 pytestmark = pytest.mark.keycloak
 
 
-def _terminations(stack):
-    store = stack.store()
-    try:
-        return [e.record for e in store.audit_entries()
-                if e.record["event"] == "session.terminated"]
-    finally:
-        store.close()
-
-
 def _portal_sessions(stack, keycloak, n):
     """``n`` new users, each logged in to the portal: [(user id, sid)]."""
     users = []
@@ -52,24 +43,23 @@ def test_sigkill_mid_sweep_loses_nothing_and_duplicates_nothing(make_stack, keyc
         wait_for(lambda: time.time() * 1000 > latest + 200, 30, "every deadline to pass")
     finally:
         os.kill(stack.worker.popen.pid, signal.SIGCONT)
-    wait_for(lambda: _terminations(stack), 20, "the first termination")
+    wait_for(lambda: stack.audit("session.terminated"), 20, "the first termination")
     stack.kill_worker()  # SIGKILL, mid-sweep
-    done = {r["identity"]["sid"] for r in _terminations(stack)}
+    done = {r["identity"]["sid"] for r in stack.audit("session.terminated")}
     states = {s: stack.session(s).state for s in sids}
     assert len(done) < len(sids), "the sweep had already finished: not a mid-sweep kill"
     assert "terminating" in states.values(), states
 
     stack.restart_worker()
-    wait_for(lambda: len(_terminations(stack)) >= len(sids), 60, "every session terminated")
-    records = _terminations(stack)
+    wait_for(lambda: len(stack.audit("session.terminated")) >= len(sids), 60,
+             "every session terminated")
+    records = stack.audit("session.terminated")
     assert sorted(r["identity"]["sid"] for r in records) == sorted(sids), "one record each"
     for uid, _ in users:
         assert keycloak.sessions_of(uid) == []
     for r in records:
         assert r["terminated_at_ms"] >= r["deadline_ms"]
-    store = stack.store()
-    everything = [e.record for e in store.audit_entries()]
-    store.close()
+    everything = stack.audit()
     assert verify(everything) == []
     assert read_jsonl(stack.run_dir / "audit.jsonl") == everything
     cli = subprocess.run([sys.executable, "-m", "oidc_idle", "audit", "verify", "--db",
@@ -100,10 +90,7 @@ def test_sigkill_with_deliveries_pending_delivers_them_after_restart(make_stack,
              "the pending delivery after restart")
     assert stack.rp_store("admin-console").count_for_sid(sid) == 0
     assert by_client()["patient-portal"] == acked, "an acknowledged logout was sent again"
-    store = stack.store()
-    delivered = [e.record for e in store.audit_entries()
-                 if e.record["event"] == "logout.delivered"]
-    store.close()
+    delivered = stack.audit("logout.delivered")
     assert sorted(r["identity"]["client_id"] for r in delivered) == ["admin-console",
                                                                     "patient-portal"]
     assert Browser.is_login_page(browser.go("GET", stack.url("admin-console", "/whoami")))
@@ -117,15 +104,14 @@ def test_two_replicas_sharing_the_store_terminate_each_session_once(make_stack, 
     try:
         users = _portal_sessions(stack, keycloak, 12)
         sids = {sid for _, sid in users}
-        wait_for(lambda: len(_terminations(stack)) >= len(sids), 40, "every termination")
-        records = _terminations(stack)
+        wait_for(lambda: len(stack.audit("session.terminated")) >= len(sids), 40,
+                 "every termination")
+        records = stack.audit("session.terminated")
         assert sorted(r["identity"]["sid"] for r in records) == sorted(sids), "once each"
         for uid, _ in users:
             assert keycloak.sessions_of(uid) == []
-        store = stack.store()
-        everything = [e.record for e in store.audit_entries()]
-        deliveries = [n for s in sids for n in store.notifications_for(s)]
-        store.close()
+        everything = stack.audit()
+        deliveries = [n for s in sids for n in stack.notifications(s)]
         assert verify(everything) == []
         assert read_jsonl(stack.run_dir / "audit.jsonl") == everything, "no line doubled"
         assert len(deliveries) == len(sids), "one logout owed per session and app"

@@ -113,9 +113,7 @@ def test_idle_session_is_terminated_everywhere_at_its_deadline(make_stack, keycl
         assert Browser.is_login_page(r), f"{client_id} still served the dead session"
 
     # Exactly one termination record for this session, and the chain is intact.
-    store = stack.store()
-    records = [e.record for e in store.audit_entries()]
-    store.close()
+    records = stack.audit()
     assert sum(1 for x in records if x.get("event") == "session.terminated"
                and x["identity"]["sid"] == sid) == 1
     from oidc_idle.audit import read_jsonl, verify

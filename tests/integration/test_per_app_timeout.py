@@ -43,12 +43,7 @@ def test_stricter_app_logs_out_alone_and_requires_the_password_again(make_stack,
 
         # Work in the portal only; the strict app's own 5 s run out.
         def ended():
-            store = stack.store()
-            try:
-                return [e.record for e in store.audit_entries()
-                        if e.record["event"] == "session.app_terminated"]
-            finally:
-                store.close()
+            return stack.audit("session.app_terminated")
 
         while not ended():
             assert browser.go("GET", stack.url("patient-portal", "/whoami")).status_code == 200
